@@ -1,0 +1,1 @@
+//! Mock payment channel servers. See ../ARCHITECTURE.md.
