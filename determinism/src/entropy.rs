@@ -6,7 +6,12 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 
 use rand_chacha::ChaCha8Rng;
-use rand_core::{OsRng, RngCore, SeedableRng};
+#[allow(
+    clippy::disallowed_types,
+    reason = "this module is the entropy seam; OsEntropy wraps OsRng"
+)]
+use rand_core::OsRng;
+use rand_core::{RngCore, SeedableRng};
 
 /// A source of random bytes shared across components (`Arc<dyn Entropy>`).
 pub trait Entropy: Send + Sync + fmt::Debug {

@@ -411,12 +411,9 @@ mod tests {
         #[test]
         fn yuan_never_panics_and_accepts_only_the_grammar(text in "\\PC{0,40}") {
             let strict = regex_like_plain(&text);
-            match yuan::parse(&text, Currency::Cny) {
-                Ok(money) => {
-                    prop_assert!(strict, "accepted {:?}", text);
-                    prop_assert!(money.minor() >= 0 && money.minor() <= MAX_AMOUNT_MINOR);
-                }
-                Err(_) => {}
+            if let Ok(money) = yuan::parse(&text, Currency::Cny) {
+                prop_assert!(strict, "accepted {:?}", text);
+                prop_assert!(money.minor() >= 0 && money.minor() <= MAX_AMOUNT_MINOR);
             }
         }
 

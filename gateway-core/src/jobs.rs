@@ -1,0 +1,175 @@
+//! Scheduled follow-ups (补单), run on the run's one `determinism::Scheduler`: every open order
+//! is queried at its channel on the poll schedule and closed when it expires; every pending
+//! refund is queried until it settles. Nothing is fired with a free `tokio::spawn`, so in
+//! simulation a seed fixes the whole history (design note §9).
+//!
+//! Follow-ups live in the scheduler's memory; [`recover`] re-creates them from the store on
+//! start, so a restart loses none.
+
+use determinism::{job, UnixMillis};
+
+use crate::model::{Order, Refund};
+use crate::service::{Gateway, ServiceError};
+
+/// Queries of a pending refund, after its creation.
+const REFUND_POLL_MS: [i64; 6] = [10_000, 30_000, 60_000, 300_000, 1_800_000, 3_600_000];
+/// How many open orders / pending refunds one recovery pass re-schedules.
+const RECOVERY_BATCH: i64 = 100_000;
+
+/// Schedules the expiry of an order and its first poll.
+pub fn schedule_order_followups(gateway: &Gateway, order: &Order) {
+    let first_poll = next_poll_due(gateway, order, order.created_at_ms);
+    schedule_order_followups_from(gateway, order, first_poll);
+}
+
+fn schedule_order_followups_from(gateway: &Gateway, order: &Order, first_poll_ms: UnixMillis) {
+    let expire = gateway.clone();
+    let id = order.id.clone();
+    gateway.scheduler().schedule_at(
+        order.expires_at_ms,
+        format!("order.expire {id}"),
+        job(move || async move {
+            match expire.close_order(&id, "expiry").await {
+                Ok(_) | Err(ServiceError::NotClosable(_)) => {}
+                Err(error) => {
+                    // The channel could not confirm: try again a poll interval later.
+                    tracing::warn!(order = %id, %error, "closing an expired order failed; retrying");
+                    let retry_at = expire.now_ms() + last_interval(&expire);
+                    reschedule_expiry(&expire, id, retry_at);
+                }
+            }
+        }),
+    );
+    schedule_poll(gateway, order, first_poll_ms);
+}
+
+fn reschedule_expiry(gateway: &Gateway, id: crate::ids::OrderId, at_ms: UnixMillis) {
+    let again = gateway.clone();
+    gateway.scheduler().schedule_at(
+        at_ms,
+        format!("order.expire {id}"),
+        job(move || async move {
+            if let Err(error) = again.close_order(&id, "expiry").await {
+                if !matches!(error, ServiceError::NotClosable(_)) {
+                    tracing::warn!(order = %id, %error, "closing an expired order failed; retrying");
+                    let retry_at = again.now_ms() + last_interval(&again);
+                    reschedule_expiry(&again, id, retry_at);
+                }
+            }
+        }),
+    );
+}
+
+fn last_interval(gateway: &Gateway) -> i64 {
+    let schedule = &gateway.config().poll_schedule_ms;
+    match schedule.as_slice() {
+        [.., before, last] => (last - before).max(1_000),
+        [only] => (*only).max(1_000),
+        [] => 60_000,
+    }
+}
+
+/// The first poll point strictly after `after_ms`: creation + schedule[n]; past the schedule's
+/// end the last interval repeats.
+fn next_poll_due(gateway: &Gateway, order: &Order, after_ms: UnixMillis) -> UnixMillis {
+    let schedule = &gateway.config().poll_schedule_ms;
+    for offset in schedule {
+        let due = order.created_at_ms.saturating_add(*offset);
+        if due > after_ms {
+            return due;
+        }
+    }
+    let last = order
+        .created_at_ms
+        .saturating_add(schedule.last().copied().unwrap_or(0));
+    let interval = last_interval(gateway);
+    let periods = (after_ms.saturating_sub(last)) / interval + 1;
+    last.saturating_add(periods.saturating_mul(interval))
+}
+
+/// Schedules a query of an open order at `due_ms` (polls stop once the order is no longer
+/// open; none is scheduled at or past its expiry, which closes it instead).
+fn schedule_poll(gateway: &Gateway, order: &Order, due_ms: UnixMillis) {
+    if gateway.adapters().get(order.channel).is_none() || due_ms >= order.expires_at_ms {
+        return;
+    }
+    let poller = gateway.clone();
+    let id = order.id.clone();
+    gateway.scheduler().schedule_at(
+        due_ms,
+        format!("order.poll {id}"),
+        job(move || async move {
+            let order = match poller.get_order(&id).await {
+                Ok(order) if order.state.is_open() => order,
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(order = %id, %error, "poll skipped");
+                    return;
+                }
+            };
+            let order = match poller.query_order(&id, "query").await {
+                Ok(order) => order,
+                Err(error) => {
+                    tracing::info!(order = %id, %error, "poll query failed; the next poll retries");
+                    order
+                }
+            };
+            if order.state.is_open() {
+                let next = next_poll_due(&poller, &order, poller.now_ms());
+                schedule_poll(&poller, &order, next);
+            }
+        }),
+    );
+}
+
+/// Schedules the queries of a pending refund.
+pub fn schedule_refund_followups(gateway: &Gateway, refund: &Refund) {
+    schedule_refund_poll(gateway, refund, 0);
+}
+
+fn schedule_refund_poll(gateway: &Gateway, refund: &Refund, n: usize) {
+    if gateway.adapters().get(refund.channel).is_none() {
+        return;
+    }
+    let Some(offset) = REFUND_POLL_MS.get(n.min(REFUND_POLL_MS.len() - 1)) else {
+        return;
+    };
+    let extra = i64::try_from(n.saturating_sub(REFUND_POLL_MS.len() - 1)).unwrap_or(0);
+    let due = refund.created_at_ms + offset + extra * 3_600_000;
+    let poller = gateway.clone();
+    let id = refund.id.clone();
+    gateway.scheduler().schedule_at(
+        due,
+        format!("refund.poll {id} #{n}"),
+        job(move || async move {
+            let refund = match poller.get_refund(&id).await {
+                Ok(refund) if refund.state == crate::state::RefundState::Pending => refund,
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(refund = %id, %error, "refund poll skipped");
+                    return;
+                }
+            };
+            match poller.query_refund(&id, "query").await {
+                Ok(after) if after.state != crate::state::RefundState::Pending => {}
+                Ok(_) | Err(_) => schedule_refund_poll(&poller, &refund, n + 1),
+            }
+        }),
+    );
+}
+
+/// Re-creates the follow-ups of every open order and pending refund (on start).
+pub async fn recover(gateway: &Gateway) -> Result<(usize, usize), ServiceError> {
+    let orders = gateway.store().open_orders(RECOVERY_BATCH).await?;
+    let now = gateway.now_ms();
+    for order in &orders {
+        // The expiry as scheduled at creation; the polls missed while stopped are folded into
+        // one query now rather than a burst.
+        schedule_order_followups_from(gateway, order, now);
+    }
+    let refunds = gateway.store().pending_refunds(RECOVERY_BATCH).await?;
+    for refund in &refunds {
+        schedule_refund_followups(gateway, refund);
+    }
+    Ok((orders.len(), refunds.len()))
+}

@@ -1,0 +1,1025 @@
+//! The payment service: creates, closes and refunds orders, applies what channels report
+//! (notifications and queries), and books every state change with its ledger entry and
+//! history row in one store transaction.
+//!
+//! Each operation follows the same loop: read the current row, decide with the state
+//! machine's one transition function, commit the resulting [`Change`] with compare-and-set,
+//! and on a version conflict read again. Replays (the same notification twice, a query after
+//! a notification) decide `Unchanged` or hit a unique key, and change nothing (I8).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use determinism::{Clock, Entropy, EntropyExt, Scheduler, UnixMillis};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{
+    AdapterContext, AdapterError, Adapters, ChannelAdapter, CreatePlan, Executor, PaymentStatus,
+    RefundStatus,
+};
+use crate::ids::{AlertId, EntryId, MerchantId, OrderId, RefundId};
+use crate::ledger::entries;
+use crate::model::{Alert, EntityKind, Merchant, MethodParams, Order, Refund};
+use crate::money::Money;
+use crate::state::{
+    order_step, refund_step, Channel, OrderEvent, OrderState, PaymentMethod, RefundEvent,
+    RefundState, Refusal, Step,
+};
+use crate::store::{Change, CommitOutcome, IdempotencyClaim, NewTransition, Store, StoreError};
+
+/// How many times an operation re-reads after losing a compare-and-set race before giving up
+/// with `concurrent_update`.
+const CAS_ATTEMPTS: usize = 32;
+
+/// Validated gateway settings (built from the CLI's config file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayConfig {
+    /// The gateway's own public base URL; channel notifications go to `<base>/notify/<channel>`.
+    pub public_base_url: String,
+    /// Channel fee charged to the merchant at capture, in basis points (0 by default).
+    pub fee_bps: BTreeMap<Channel, u32>,
+    /// Expiry of an order that does not name one.
+    pub default_expiry_ms: i64,
+    /// Timeout of one channel call.
+    pub channel_timeout_ms: u64,
+    /// When, after creation, an order still paying is queried at its channel (补单); the last
+    /// interval then repeats until the order settles or expires.
+    pub poll_schedule_ms: Vec<i64>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            public_base_url: "http://127.0.0.1:8080".to_owned(),
+            fee_bps: BTreeMap::new(),
+            default_expiry_ms: 30 * 60 * 1000,
+            channel_timeout_ms: 10_000,
+            poll_schedule_ms: vec![5_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("channel {0} is not configured on this gateway")]
+    ChannelNotConfigured(Channel),
+    #[error("channel {channel} does not offer payment method {method}")]
+    MethodNotSupported {
+        channel: &'static str,
+        method: &'static str,
+    },
+    #[error("merchant {0} does not exist")]
+    UnknownMerchant(String),
+    #[error("order {0} does not exist")]
+    OrderNotFound(String),
+    #[error("refund {0} does not exist")]
+    RefundNotFound(String),
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyInProgress,
+    #[error("order is {0} and cannot be closed")]
+    NotClosable(&'static str),
+    #[error("refund refused: {0}")]
+    RefundRefused(RefundRefusal),
+    #[error("the channel did not answer in time or failed; the outcome is unknown and will be settled by a query: {0}")]
+    ChannelUnavailable(String),
+    #[error("the channel refused: {0}")]
+    ChannelRejected(String),
+    #[error("too many concurrent updates of {0}; retry")]
+    Contention(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a refund is refused: a business outcome, in order of precedence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum RefundRefusal {
+    #[error("the order is {state} and has no captured payment to refund")]
+    NotCaptured { state: &'static str },
+    #[error("the refund currency {requested} differs from the order currency {order}")]
+    CurrencyMismatch { requested: String, order: String },
+    #[error(
+        "{requested_minor} minor units requested but only {refundable_minor} remain refundable"
+    )]
+    ExceedsRefundable {
+        requested_minor: i64,
+        refundable_minor: i64,
+    },
+}
+
+/// The result of an idempotent create: fresh work, or the stored response of the first request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Idempotent<T> {
+    Fresh(T),
+    Replay { status: u16, body: String },
+}
+
+/// A validated order request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub merchant_id: MerchantId,
+    pub channel: Channel,
+    pub method: PaymentMethod,
+    pub method_params: MethodParams,
+    pub amount: Money,
+    pub subject: String,
+    pub expires_at_ms: UnixMillis,
+}
+
+/// The caller's idempotency key and the hash of its canonical request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyInput {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// The outcome of creating an order: the stored order, and the channel error when the channel
+/// could not be reached (the order then waits for the scheduler's query).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedOrder {
+    pub order: Order,
+    pub channel_error: Option<ServiceError>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedRefund {
+    pub refund: Refund,
+    pub channel_error: Option<ServiceError>,
+}
+
+struct Inner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    adapters: Adapters,
+    executor: Executor,
+    scheduler: Scheduler,
+    config: GatewayConfig,
+}
+
+/// The payment service. Cheap to clone (a shared handle).
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("backend", &self.inner.store.backend())
+            .field("channels", &self.inner.adapters.configured())
+            .finish()
+    }
+}
+
+/// Everything the gateway is built from.
+#[derive(Debug, Clone)]
+pub struct GatewayParts {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+    pub adapters: Adapters,
+    pub transport: Arc<dyn determinism::Transport>,
+    pub scheduler: Scheduler,
+    pub config: GatewayConfig,
+}
+
+impl Gateway {
+    /// Builds the service and makes sure the sandbox merchant exists.
+    pub async fn new(parts: GatewayParts) -> Result<Gateway, ServiceError> {
+        let executor = Executor::new(parts.transport, parts.config.channel_timeout_ms);
+        let gateway = Gateway {
+            inner: Arc::new(Inner {
+                store: parts.store,
+                clock: parts.clock,
+                entropy: parts.entropy,
+                adapters: parts.adapters,
+                executor,
+                scheduler: parts.scheduler,
+                config: parts.config,
+            }),
+        };
+        let now = gateway.now_ms();
+        gateway
+            .inner
+            .store
+            .ensure_merchant(&Merchant {
+                id: crate::ids::sandbox_merchant(),
+                name: "Sandbox merchant".to_owned(),
+                created_at_ms: now,
+            })
+            .await?;
+        Ok(gateway)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+    pub fn adapters(&self) -> &Adapters {
+        &self.inner.adapters
+    }
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
+    }
+    pub fn now_ms(&self) -> UnixMillis {
+        self.inner.clock.now_ms()
+    }
+    pub fn entropy(&self) -> &Arc<dyn Entropy> {
+        &self.inner.entropy
+    }
+
+    fn context(&self, channel: Channel) -> AdapterContext {
+        AdapterContext {
+            now_ms: self.now_ms(),
+            nonce: self.inner.entropy.token(32),
+            notify_url: format!(
+                "{}/notify/{}",
+                self.inner.config.public_base_url.trim_end_matches('/'),
+                channel.as_str()
+            ),
+        }
+    }
+
+    fn adapter(&self, channel: Channel) -> Result<Arc<dyn ChannelAdapter>, ServiceError> {
+        self.inner
+            .adapters
+            .get(channel)
+            .cloned()
+            .ok_or(ServiceError::ChannelNotConfigured(channel))
+    }
+
+    fn fee_for(&self, order: &Order) -> Result<Money, ServiceError> {
+        let bps = self
+            .inner
+            .config
+            .fee_bps
+            .get(&order.channel)
+            .copied()
+            .unwrap_or(0);
+        order
+            .amount
+            .fee_at_bps(bps)
+            .map_err(|e| ServiceError::Invalid {
+                field: "fee",
+                message: e.to_string(),
+            })
+    }
+
+    fn transition(
+        &self,
+        entity: EntityKind,
+        id: &str,
+        from: Option<&str>,
+        to: &str,
+        event_key: &str,
+        source: &str,
+    ) -> NewTransition {
+        NewTransition {
+            entity,
+            entity_id: id.to_owned(),
+            from_state: from.map(str::to_owned),
+            to_state: to.to_owned(),
+            event_key: event_key.to_owned(),
+            source: source.to_owned(),
+            at_ms: self.now_ms(),
+        }
+    }
+
+    fn alert(&self, kind: &str, subject: &str, message: String) -> Alert {
+        tracing::warn!(kind, subject, %message, "alert raised");
+        Alert {
+            id: AlertId::generate(self.inner.entropy.as_ref()),
+            kind: kind.to_owned(),
+            subject_id: subject.to_owned(),
+            message,
+            at_ms: self.now_ms(),
+        }
+    }
+
+    // ------------------------------------------------------------------ orders
+
+    pub async fn get_order(&self, id: &OrderId) -> Result<Order, ServiceError> {
+        self.inner
+            .store
+            .get_order(id)
+            .await?
+            .ok_or_else(|| ServiceError::OrderNotFound(id.to_string()))
+    }
+
+    pub async fn get_refund(&self, id: &RefundId) -> Result<Refund, ServiceError> {
+        self.inner
+            .store
+            .get_refund(id)
+            .await?
+            .ok_or_else(|| ServiceError::RefundNotFound(id.to_string()))
+    }
+
+    /// Stores the order (with its idempotency claim), then asks the channel for what the buyer
+    /// needs. Refuses channels without an adapter before storing anything.
+    pub async fn create_order(
+        &self,
+        request: NewOrder,
+        idempotency: IdempotencyInput,
+    ) -> Result<Idempotent<CreatedOrder>, ServiceError> {
+        let adapter = self.adapter(request.channel)?;
+        if !adapter.supports(request.method) {
+            return Err(ServiceError::MethodNotSupported {
+                channel: request.channel.as_str(),
+                method: request.method.as_str(),
+            });
+        }
+        if self
+            .inner
+            .store
+            .get_merchant(&request.merchant_id)
+            .await?
+            .is_none()
+        {
+            return Err(ServiceError::UnknownMerchant(
+                request.merchant_id.to_string(),
+            ));
+        }
+        let now = self.now_ms();
+        let order = Order {
+            id: OrderId::generate(self.inner.entropy.as_ref()),
+            merchant_id: request.merchant_id.clone(),
+            channel: request.channel,
+            method: request.method,
+            method_params: request.method_params,
+            amount: request.amount,
+            subject: request.subject,
+            state: OrderState::Created,
+            refunded_minor: 0,
+            refund_reserved_minor: 0,
+            fee_minor: 0,
+            channel_trade_no: None,
+            buyer_action: None,
+            expires_at_ms: request.expires_at_ms,
+            created_at_ms: now,
+            updated_at_ms: now,
+            paid_at_ms: None,
+            version: 1,
+        };
+        let change = Change {
+            idempotency: Some(IdempotencyClaim {
+                merchant_id: request.merchant_id,
+                scope: "create_order".to_owned(),
+                key: idempotency.key,
+                request_hash: idempotency.request_hash.clone(),
+                resource_id: Some(order.id.to_string()),
+            }),
+            insert_order: Some(order.clone()),
+            transitions: vec![self.transition(
+                EntityKind::Order,
+                order.id.as_str(),
+                None,
+                OrderState::Created.as_str(),
+                "created",
+                "api",
+            )],
+            ..Change::default()
+        };
+        match self.inner.store.commit(&change).await? {
+            CommitOutcome::Committed => {}
+            CommitOutcome::IdempotencyExists(record) => {
+                if record.request_hash != idempotency.request_hash {
+                    return Err(ServiceError::IdempotencyKeyReused);
+                }
+                return match record.response {
+                    Some((status, body)) => Ok(Idempotent::Replay { status, body }),
+                    None => Err(ServiceError::IdempotencyInProgress),
+                };
+            }
+            other => {
+                return Err(ServiceError::Store(StoreError::Corrupt {
+                    table: "orders",
+                    detail: format!("unexpected outcome creating an order: {other:?}"),
+                }))
+            }
+        }
+        crate::jobs::schedule_order_followups(self, &order);
+
+        let channel_error = self.open_at_channel(adapter.as_ref(), &order).await.err();
+        let order = self.get_order(&order.id).await?;
+        Ok(Idempotent::Fresh(CreatedOrder {
+            order,
+            channel_error,
+        }))
+    }
+
+    async fn open_at_channel(
+        &self,
+        adapter: &dyn ChannelAdapter,
+        order: &Order,
+    ) -> Result<(), ServiceError> {
+        let context = self.context(order.channel);
+        let plan = adapter
+            .plan_create(order, &context)
+            .map_err(|e| self.adapter_error(e))?;
+        let created = match plan {
+            CreatePlan::Local(created) => created,
+            CreatePlan::Call(request) => {
+                let response = self
+                    .inner
+                    .executor
+                    .send(request)
+                    .await
+                    .map_err(|e| self.adapter_error(e))?;
+                match adapter.parse_create(order, response) {
+                    Ok(created) => created,
+                    Err(AdapterError::Rejected { code, message }) => {
+                        self.apply_payment(
+                            &order.id,
+                            PaymentStatus::Failed {
+                                reason: format!("{code}: {message}"),
+                            },
+                            "create",
+                        )
+                        .await?;
+                        return Err(ServiceError::ChannelRejected(format!("{code}: {message}")));
+                    }
+                    Err(error) => return Err(self.adapter_error(error)),
+                }
+            }
+        };
+        self.record_buyer_action(&order.id, created.buyer_action)
+            .await?;
+        match created.status {
+            PaymentStatus::Pending | PaymentStatus::NotFound => Ok(()),
+            other => self
+                .apply_payment(&order.id, other, "create")
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    fn adapter_error(&self, error: AdapterError) -> ServiceError {
+        match error {
+            AdapterError::Rejected { code, message } => {
+                ServiceError::ChannelRejected(format!("{code}: {message}"))
+            }
+            AdapterError::Invalid(message) => ServiceError::Invalid {
+                field: "method_params",
+                message,
+            },
+            AdapterError::Unknown(message)
+            | AdapterError::Protocol(message)
+            | AdapterError::Signature(message) => ServiceError::ChannelUnavailable(message),
+        }
+    }
+
+    /// The channel accepted the order: keep what the buyer needs and move created → paying.
+    async fn record_buyer_action(
+        &self,
+        id: &OrderId,
+        action: serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let order = self.get_order(id).await?;
+            let mut next = order.clone();
+            next.buyer_action = Some(action.clone());
+            next.version += 1;
+            next.updated_at_ms = self.now_ms();
+            let mut transitions = Vec::new();
+            if let Step::Moved { from, to } = order_step(order.state, OrderEvent::ChannelAccepted) {
+                next.state = to;
+                transitions.push(self.transition(
+                    EntityKind::Order,
+                    id.as_str(),
+                    Some(from.as_str()),
+                    to.as_str(),
+                    "accepted",
+                    "create",
+                ));
+            }
+            match self
+                .inner
+                .store
+                .commit(&Change {
+                    update_order: Some(next),
+                    transitions,
+                    ..Change::default()
+                })
+                .await?
+            {
+                CommitOutcome::Committed | CommitOutcome::EventReplayed => return Ok(()),
+                CommitOutcome::VersionConflict => continue,
+                other => return Err(unexpected(other)),
+            }
+        }
+        Err(ServiceError::Contention(id.to_string()))
+    }
+
+    /// Applies what the channel reports about a payment (a verified notification, a query, the
+    /// answer to a create or close). Returns the order as it stands afterwards.
+    pub async fn apply_payment(
+        &self,
+        id: &OrderId,
+        status: PaymentStatus,
+        source: &str,
+    ) -> Result<Order, ServiceError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let order = self.get_order(id).await?;
+            let now = self.now_ms();
+            let (event, paid) = match &status {
+                PaymentStatus::Pending => (OrderEvent::ChannelAccepted, None),
+                PaymentStatus::Paid {
+                    channel_trade_no,
+                    amount,
+                    paid_at_ms,
+                } => {
+                    if *amount != order.amount {
+                        // Fail closed: a report whose amount differs from the order is never
+                        // captured; an operator looks at it.
+                        let alert = self.alert(
+                            "amount_mismatch",
+                            id.as_str(),
+                            format!(
+                                "channel reports {} paid for an order of {} ({source})",
+                                amount, order.amount
+                            ),
+                        );
+                        let change = Change {
+                            alert: Some(alert),
+                            ..Change::default()
+                        };
+                        self.inner.store.commit(&change).await?;
+                        return Ok(order);
+                    }
+                    (
+                        OrderEvent::PaymentSucceeded,
+                        Some((channel_trade_no.clone(), paid_at_ms.unwrap_or(now))),
+                    )
+                }
+                PaymentStatus::Closed => (OrderEvent::Closed, None),
+                PaymentStatus::Failed { .. } => (OrderEvent::PaymentFailed, None),
+                PaymentStatus::NotFound => return Ok(order),
+            };
+            let change = match order_step(order.state, event) {
+                Step::Unchanged(_) => return Ok(order),
+                Step::Refused(Refusal::Terminal) if paid.is_some() => {
+                    // Money arrived for an order that is closed or failed: it never reopens;
+                    // the money waits in suspense for an operator (design note §11).
+                    let entry = entries::late_payment(
+                        EntryId::generate(self.inner.entropy.as_ref()),
+                        &order,
+                        now,
+                    );
+                    let alert = self.alert(
+                        "late_payment",
+                        id.as_str(),
+                        format!(
+                            "{} paid after the order was {}; held in suspense ({source})",
+                            order.amount,
+                            order.state.as_str()
+                        ),
+                    );
+                    Change {
+                        entry: Some(entry),
+                        alert: Some(alert),
+                        ..Change::default()
+                    }
+                }
+                Step::Refused(refusal) => {
+                    tracing::info!(order = %id, ?refusal, ?status, source, "channel report does not apply");
+                    return Ok(order);
+                }
+                Step::Moved { from, to } => {
+                    let mut next = order.clone();
+                    next.state = to;
+                    next.version += 1;
+                    next.updated_at_ms = now;
+                    let mut entry = None;
+                    if let Some((trade_no, paid_at)) = &paid {
+                        next.channel_trade_no = Some(trade_no.clone());
+                        next.paid_at_ms = Some(*paid_at);
+                        next.fee_minor = self.fee_for(&order)?.minor();
+                        let fee = Money::from_minor(next.fee_minor, order.amount.currency());
+                        entry = Some(entries::capture(
+                            EntryId::generate(self.inner.entropy.as_ref()),
+                            &next,
+                            fee,
+                            now,
+                        ));
+                    }
+                    let event_key = match event {
+                        OrderEvent::ChannelAccepted => "accepted",
+                        OrderEvent::PaymentSucceeded => "payment",
+                        OrderEvent::PaymentFailed => "failed",
+                        OrderEvent::Closed => "closed",
+                        OrderEvent::RefundSucceeded { .. } => "refund",
+                    };
+                    Change {
+                        update_order: Some(next),
+                        transitions: vec![self.transition(
+                            EntityKind::Order,
+                            id.as_str(),
+                            Some(from.as_str()),
+                            to.as_str(),
+                            event_key,
+                            source,
+                        )],
+                        entry,
+                        ..Change::default()
+                    }
+                }
+            };
+            match self.inner.store.commit(&change).await? {
+                CommitOutcome::Committed
+                | CommitOutcome::AlreadyBooked
+                | CommitOutcome::EventReplayed => {
+                    return self.get_order(id).await;
+                }
+                CommitOutcome::VersionConflict => continue,
+                other => return Err(unexpected(other)),
+            }
+        }
+        Err(ServiceError::Contention(id.to_string()))
+    }
+
+    /// Closes an unpaid order, at the channel first. Closing a closed order is a no-op; a
+    /// channel that reports the order paid wins (the payment is booked and the close refused).
+    pub async fn close_order(&self, id: &OrderId, source: &str) -> Result<Order, ServiceError> {
+        let order = self.get_order(id).await?;
+        match order.state {
+            OrderState::Closed => return Ok(order),
+            OrderState::Created | OrderState::Paying => {}
+            OrderState::Paid
+            | OrderState::PartiallyRefunded
+            | OrderState::Refunded
+            | OrderState::Failed => return Err(ServiceError::NotClosable(order.state.as_str())),
+        }
+        let status = match self.inner.adapters.get(order.channel) {
+            Some(adapter) => {
+                let request = adapter
+                    .build_close(&order, &self.context(order.channel))
+                    .map_err(|e| self.adapter_error(e))?;
+                let response = self
+                    .inner
+                    .executor
+                    .send(request)
+                    .await
+                    .map_err(|e| self.adapter_error(e))?;
+                match adapter
+                    .parse_close(&order, response)
+                    .map_err(|e| self.adapter_error(e))?
+                {
+                    PaymentStatus::NotFound => PaymentStatus::Closed,
+                    other => other,
+                }
+            }
+            // No adapter (the channel was unconfigured since): nothing to close remotely.
+            None => PaymentStatus::Closed,
+        };
+        let after = self.apply_payment(id, status, source).await?;
+        match after.state {
+            OrderState::Closed => Ok(after),
+            OrderState::Created | OrderState::Paying => Err(ServiceError::ChannelUnavailable(
+                "the channel did not confirm the close".to_owned(),
+            )),
+            state => Err(ServiceError::NotClosable(state.as_str())),
+        }
+    }
+
+    /// Asks the channel about an open order and applies the answer (补单).
+    pub async fn query_order(&self, id: &OrderId, source: &str) -> Result<Order, ServiceError> {
+        let order = self.get_order(id).await?;
+        let adapter = self.adapter(order.channel)?;
+        let request = adapter
+            .build_query(&order, &self.context(order.channel))
+            .map_err(|e| self.adapter_error(e))?;
+        let response = self
+            .inner
+            .executor
+            .send(request)
+            .await
+            .map_err(|e| self.adapter_error(e))?;
+        let status = adapter
+            .parse_query(&order, response)
+            .map_err(|e| self.adapter_error(e))?;
+        self.apply_payment(id, status, source).await
+    }
+
+    // ------------------------------------------------------------------ refunds
+
+    /// Reserves the amount against the order's ceiling (pending + succeeded ≤ paid) and sends
+    /// the refund to the channel. A refusal is a value ([`RefundRefusal`]), checked before
+    /// anything is written.
+    pub async fn create_refund(
+        &self,
+        order_id: &OrderId,
+        amount: Money,
+        reason: Option<String>,
+        idempotency: IdempotencyInput,
+    ) -> Result<Idempotent<CreatedRefund>, ServiceError> {
+        let scope = format!("create_refund:{order_id}");
+        let refund_id = RefundId::generate(self.inner.entropy.as_ref());
+        let mut created = None;
+        for _ in 0..CAS_ATTEMPTS {
+            let order = self.get_order(order_id).await?;
+            let adapter_present = self.inner.adapters.get(order.channel).is_some();
+            if let Some(refusal) = refund_refusal(&order, amount) {
+                // A retry of a request that already succeeded must replay, not be refused by
+                // the reservation it made itself.
+                if let Some(record) = self
+                    .inner
+                    .store
+                    .get_idempotency(&order.merchant_id, &scope, &idempotency.key)
+                    .await?
+                {
+                    return replay(record, &idempotency);
+                }
+                return Err(ServiceError::RefundRefused(refusal));
+            }
+            if !adapter_present {
+                return Err(ServiceError::ChannelNotConfigured(order.channel));
+            }
+            let now = self.now_ms();
+            let refund = Refund {
+                id: refund_id.clone(),
+                order_id: order.id.clone(),
+                merchant_id: order.merchant_id.clone(),
+                channel: order.channel,
+                amount,
+                reason: reason.clone(),
+                state: RefundState::Pending,
+                channel_refund_no: None,
+                created_at_ms: now,
+                updated_at_ms: now,
+                version: 1,
+            };
+            let mut next = order.clone();
+            next.refund_reserved_minor += amount.minor();
+            next.version += 1;
+            next.updated_at_ms = now;
+            let change = Change {
+                idempotency: Some(IdempotencyClaim {
+                    merchant_id: order.merchant_id.clone(),
+                    scope: scope.clone(),
+                    key: idempotency.key.clone(),
+                    request_hash: idempotency.request_hash.clone(),
+                    resource_id: Some(refund_id.to_string()),
+                }),
+                update_order: Some(next),
+                insert_refund: Some(refund.clone()),
+                transitions: vec![self.transition(
+                    EntityKind::Refund,
+                    refund_id.as_str(),
+                    None,
+                    RefundState::Pending.as_str(),
+                    "created",
+                    "api",
+                )],
+                ..Change::default()
+            };
+            match self.inner.store.commit(&change).await? {
+                CommitOutcome::Committed => {
+                    created = Some((order, refund));
+                    break;
+                }
+                CommitOutcome::IdempotencyExists(record) => return replay(record, &idempotency),
+                CommitOutcome::VersionConflict => continue,
+                other => return Err(unexpected(other)),
+            }
+        }
+        let Some((order, refund)) = created else {
+            return Err(ServiceError::Contention(order_id.to_string()));
+        };
+        crate::jobs::schedule_refund_followups(self, &refund);
+        let channel_error = self.send_refund(&order, &refund).await.err();
+        let refund = self.get_refund(&refund.id).await?;
+        Ok(Idempotent::Fresh(CreatedRefund {
+            refund,
+            channel_error,
+        }))
+    }
+
+    async fn send_refund(&self, order: &Order, refund: &Refund) -> Result<Refund, ServiceError> {
+        let adapter = self.adapter(order.channel)?;
+        let request = adapter
+            .build_refund(order, refund, &self.context(order.channel))
+            .map_err(|e| self.adapter_error(e))?;
+        let response = self
+            .inner
+            .executor
+            .send(request)
+            .await
+            .map_err(|e| self.adapter_error(e))?;
+        let status = match adapter.parse_refund(order, refund, response) {
+            Ok(status) => status,
+            Err(AdapterError::Rejected { code, message }) => RefundStatus::Failed {
+                reason: format!("{code}: {message}"),
+            },
+            Err(error) => return Err(self.adapter_error(error)),
+        };
+        self.apply_refund(&refund.id, status, "refund").await
+    }
+
+    /// Asks the channel about a pending refund and applies the answer.
+    pub async fn query_refund(&self, id: &RefundId, source: &str) -> Result<Refund, ServiceError> {
+        let refund = self.get_refund(id).await?;
+        let order = self.get_order(&refund.order_id).await?;
+        let adapter = self.adapter(order.channel)?;
+        let request = adapter
+            .build_refund_query(&order, &refund, &self.context(order.channel))
+            .map_err(|e| self.adapter_error(e))?;
+        let response = self
+            .inner
+            .executor
+            .send(request)
+            .await
+            .map_err(|e| self.adapter_error(e))?;
+        let status = adapter
+            .parse_refund_query(&order, &refund, response)
+            .map_err(|e| self.adapter_error(e))?;
+        self.apply_refund(id, status, source).await
+    }
+
+    /// Applies what the channel reports about a refund: success books it and consumes the
+    /// reservation, failure releases it, abnormal parks the money in suspense with an alert.
+    pub async fn apply_refund(
+        &self,
+        id: &RefundId,
+        status: RefundStatus,
+        source: &str,
+    ) -> Result<Refund, ServiceError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let refund = self.get_refund(id).await?;
+            let order = self.get_order(&refund.order_id).await?;
+            let now = self.now_ms();
+            let (event, channel_refund_no) = match &status {
+                RefundStatus::Pending => return Ok(refund),
+                RefundStatus::Succeeded { channel_refund_no } => {
+                    (RefundEvent::Succeeded, channel_refund_no.clone())
+                }
+                RefundStatus::Failed { .. } => (RefundEvent::Failed, None),
+                RefundStatus::Abnormal { .. } => (RefundEvent::Abnormal, None),
+            };
+            let (from, to) = match refund_step(refund.state, event) {
+                Step::Moved { from, to } => (from, to),
+                Step::Unchanged(_) => return Ok(refund),
+                Step::Refused(refusal) => {
+                    tracing::warn!(refund = %id, ?refusal, ?status, source, "refund report contradicts a final state");
+                    return Ok(refund);
+                }
+            };
+            let amount = refund.amount.minor();
+            let mut next_refund = refund.clone();
+            next_refund.state = to;
+            next_refund.version += 1;
+            next_refund.updated_at_ms = now;
+            if channel_refund_no.is_some() {
+                next_refund.channel_refund_no = channel_refund_no;
+            }
+            let mut next_order = order.clone();
+            next_order.version += 1;
+            next_order.updated_at_ms = now;
+            let entropy = self.inner.entropy.as_ref();
+            let mut transitions = vec![self.transition(
+                EntityKind::Refund,
+                id.as_str(),
+                Some(from.as_str()),
+                to.as_str(),
+                to.as_str(),
+                source,
+            )];
+            let mut alert = None;
+            let entry = match to {
+                RefundState::Succeeded => {
+                    next_order.refund_reserved_minor -= amount;
+                    next_order.refunded_minor += amount;
+                    let event = OrderEvent::RefundSucceeded {
+                        refunded_after_minor: next_order.refunded_minor,
+                        amount_minor: order.amount.minor(),
+                    };
+                    match order_step(order.state, event) {
+                        Step::Moved {
+                            from: order_from,
+                            to: order_to,
+                        } => {
+                            next_order.state = order_to;
+                            transitions.push(self.transition(
+                                EntityKind::Order,
+                                order.id.as_str(),
+                                Some(order_from.as_str()),
+                                order_to.as_str(),
+                                &format!("refund:{id}"),
+                                source,
+                            ));
+                        }
+                        Step::Unchanged(_) | Step::Refused(_) => {
+                            return Err(ServiceError::Store(StoreError::Corrupt {
+                                table: "orders",
+                                detail: format!(
+                                    "refund {id} succeeded on order {} in state {}",
+                                    order.id,
+                                    order.state.as_str()
+                                ),
+                            }))
+                        }
+                    }
+                    Some(entries::refund(
+                        EntryId::generate(entropy),
+                        &next_refund,
+                        from == RefundState::Abnormal,
+                        now,
+                    ))
+                }
+                RefundState::Failed => {
+                    next_order.refund_reserved_minor -= amount;
+                    (from == RefundState::Abnormal).then(|| {
+                        entries::refund_reversal(EntryId::generate(entropy), &next_refund, now)
+                    })
+                }
+                RefundState::Abnormal => {
+                    alert = Some(self.alert(
+                        "refund_abnormal",
+                        id.as_str(),
+                        format!(
+                            "refund of {} is abnormal at the channel; parked in suspense",
+                            refund.amount
+                        ),
+                    ));
+                    Some(entries::refund_parked(
+                        EntryId::generate(entropy),
+                        &next_refund,
+                        now,
+                    ))
+                }
+                RefundState::Pending => None,
+            };
+            let change = Change {
+                update_order: Some(next_order),
+                update_refund: Some(next_refund),
+                transitions,
+                entry,
+                alert,
+                ..Change::default()
+            };
+            match self.inner.store.commit(&change).await? {
+                CommitOutcome::Committed
+                | CommitOutcome::AlreadyBooked
+                | CommitOutcome::EventReplayed => return self.get_refund(id).await,
+                CommitOutcome::VersionConflict => continue,
+                other => return Err(unexpected(other)),
+            }
+        }
+        Err(ServiceError::Contention(id.to_string()))
+    }
+}
+
+/// The refusal precedence of a refund request, or `None` when it may proceed.
+pub fn refund_refusal(order: &Order, amount: Money) -> Option<RefundRefusal> {
+    if !matches!(
+        order.state,
+        OrderState::Paid | OrderState::PartiallyRefunded
+    ) {
+        return Some(RefundRefusal::NotCaptured {
+            state: order.state.as_str(),
+        });
+    }
+    if amount.currency() != order.amount.currency() {
+        return Some(RefundRefusal::CurrencyMismatch {
+            requested: amount.currency().to_string(),
+            order: order.amount.currency().to_string(),
+        });
+    }
+    let refundable = order.refundable_minor();
+    if amount.minor() > refundable {
+        return Some(RefundRefusal::ExceedsRefundable {
+            requested_minor: amount.minor(),
+            refundable_minor: refundable,
+        });
+    }
+    None
+}
+
+fn replay<T>(
+    record: crate::store::IdempotencyRecord,
+    idempotency: &IdempotencyInput,
+) -> Result<Idempotent<T>, ServiceError> {
+    if record.request_hash != idempotency.request_hash {
+        return Err(ServiceError::IdempotencyKeyReused);
+    }
+    match record.response {
+        Some((status, body)) => Ok(Idempotent::Replay { status, body }),
+        None => Err(ServiceError::IdempotencyInProgress),
+    }
+}
+
+fn unexpected(outcome: CommitOutcome) -> ServiceError {
+    ServiceError::Store(StoreError::Corrupt {
+        table: "ledger",
+        detail: format!("unexpected commit outcome {outcome:?}"),
+    })
+}
