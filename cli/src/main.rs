@@ -1,1 +1,104 @@
-fn main() {}
+//! `paysim`: the thin binary. Parses flags, builds a validated configuration, starts tracing,
+//! and runs the sandbox (`up`) or a one-shot command (`ledger verify`, `openapi`).
+
+mod config;
+mod sandbox;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paysim",
+    version,
+    about = "A local, deterministic stand-in for Alipay, WeChat Pay and UnionPay, with a real payment core",
+    long_about = "paysim runs a payment gateway (orders, refunds, double-entry ledger) beside mock payment \
+channels, on one scheduler and clock. `paysim up` starts the sandbox; `paysim ledger verify` checks a store's \
+ledger invariants."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the sandbox: the gateway API (mock channels and dashboard join as they land).
+    ///
+    /// On start it writes <data-dir>/sandbox.json describing every endpoint and credential.
+    /// Configuration: <data-dir>/paysim.toml (or --config), then PAYSIM__SECTION__KEY=value
+    /// environment variables, then these flags.
+    Up {
+        /// Address to listen on.
+        #[arg(long, env = "PAYSIM_LISTEN", value_name = "ADDR")]
+        listen: Option<String>,
+        /// Directory for the SQLite database, keys and sandbox.json [default: .paysim]
+        #[arg(long, env = "PAYSIM_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Store URL: sqlite://<path> (default: <data-dir>/paysim.db) or postgres://…
+        #[arg(long, env = "PAYSIM_DATABASE_URL", value_name = "URL")]
+        database_url: Option<String>,
+        /// Configuration file (TOML) [default: <data-dir>/paysim.toml when present]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Ledger tools.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Print the gateway API's OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Check the ledger invariants I1–I6, I8, I9 of a store; exit 1 when one is violated.
+    Verify {
+        /// Store URL: sqlite://<path> or postgres://… [default: sqlite://.paysim/paysim.db]
+        #[arg(long, env = "PAYSIM_DATABASE_URL", value_name = "URL")]
+        database_url: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("paysim: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up { listen, data_dir, database_url, config } => {
+                let env: Vec<(String, String)> = std::env::vars().collect();
+                let flags = config::Overrides { listen, data_dir, database_url };
+                let config = config::load(config.as_deref(), &env, &flags)?;
+                sandbox::init_tracing(&config.log_filter);
+                sandbox::up(config).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Ledger { command: LedgerCommand::Verify { database_url, json } } => {
+                let url = database_url.unwrap_or_else(|| format!("sqlite://{}/paysim.db", config::DEFAULT_DATA_DIR));
+                sandbox::verify(&url, json).await
+            }
+            Command::Openapi => {
+                println!("{}", gateway_core::api::openapi().to_pretty_json()?);
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("paysim: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

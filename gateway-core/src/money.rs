@@ -59,17 +59,17 @@ impl FromStr for Currency {
 /// API error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
-    #[error("amount is empty")]
+    #[error("is empty")]
     Empty,
-    #[error("amount {0:?} is not a plain decimal number such as \"88.88\"")]
+    #[error("{0:?} is not a plain decimal number such as \"88.88\"")]
     Malformed(String),
-    #[error("amount {0:?} has more than two decimal places")]
+    #[error("{0:?} has more than two decimal places")]
     TooManyDecimals(String),
-    #[error("amount {0:?} is negative")]
+    #[error("{0:?} is negative")]
     Negative(String),
-    #[error("amount {0:?} is too large")]
+    #[error("{0:?} is too large (at most 100000000000.00)")]
     Overflow(String),
-    #[error("amount must be greater than zero")]
+    #[error("must be greater than zero")]
     NotPositive,
     #[error("currency {0:?} is not supported (supported: CNY, HKD, USD)")]
     UnknownCurrency(String),

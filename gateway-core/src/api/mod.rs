@@ -367,7 +367,7 @@ fn body_bytes(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Resul
         if !json {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
-                "the body must be application/json",
+                "the body must be JSON: send Content-Type: application/json",
             ));
         }
     }

@@ -1,0 +1,228 @@
+//! `paysim up`: wires the store, clock, entropy, scheduler and transport into the gateway,
+//! serves it, drives the scheduler on the system clock, writes `sandbox.json`, and shuts down
+//! gracefully on Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use determinism::{Clock, OsEntropy, ReqwestTransport, Scheduler, SystemClock};
+use gateway_core::channel::Adapters;
+use gateway_core::store::Store;
+use gateway_core::{Gateway, GatewayParts};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+pub fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // Logs go to stderr so stdout carries only machine-readable output (sandbox.json).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(true)
+        .init();
+}
+
+/// Hides a password in a database URL before it is printed.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub async fn up(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    for source in &config.sources {
+        tracing::info!(%source, "configuration source");
+    }
+    let store = Store::open(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open the store at {}", redact(&config.database_url)))?;
+    let clock: Arc<dyn Clock> = if config.clock_scale > 1 {
+        Arc::new(SystemClock::accelerated(config.clock_scale))
+    } else {
+        Arc::new(SystemClock)
+    };
+    let scheduler = Scheduler::new(Arc::clone(&clock));
+    let transport = ReqwestTransport::new().context("cannot build the HTTP client")?;
+    let gateway = Gateway::new(GatewayParts {
+        store,
+        clock,
+        entropy: Arc::new(OsEntropy),
+        // Channel adapters are configured here as each channel lands (Alipay, WeChat Pay,
+        // UnionPay); until then orders for them are refused with `channel_not_configured`.
+        adapters: Adapters::new(),
+        transport: Arc::new(transport),
+        scheduler: scheduler.clone(),
+        config: config.gateway.clone(),
+    })
+    .await
+    .context("cannot start the gateway")?;
+    let (orders, refunds) = gateway_core::jobs::recover(&gateway).await.context("cannot recover scheduled follow-ups")?;
+    tracing::info!(orders, refunds, "follow-ups recovered");
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr().context("cannot read the listening address")?;
+    let base = format!("http://{address}");
+
+    let description = sandbox_description(&config, &base, &gateway);
+    let path = config.data_dir.join("sandbox.json");
+    let text = serde_json::to_string_pretty(&description)?;
+    std::fs::write(&path, format!("{text}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("{text}");
+    tracing::info!(%base, sandbox = %path.display(), "paysim sandbox is up");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let driver_stop = wait_for(stop_rx.clone());
+    #[allow(clippy::disallowed_methods, reason = "the sandbox's scheduler driver is the one long-lived task that runs scheduled business work")]
+    let driver = tokio::spawn(determinism::drive_on_system_clock(scheduler, driver_stop));
+
+    let server = axum::serve(listener, gateway_core::app(gateway)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let mut server_stop = stop_rx.clone();
+    let serve = async move { server.await.context("server error") };
+    tokio::select! {
+        result = serve => result?,
+        () = async move {
+            let _ = server_stop.wait_for(|stopped| *stopped).await;
+            // After the signal, in-flight requests get `grace` to finish.
+            #[allow(clippy::disallowed_methods, reason = "a wall-clock grace period on shutdown, not business time")]
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("grace period over; stopping with requests in flight"),
+    }
+    let _ = driver.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// The machine-readable description of the sandbox (documented in the README): every endpoint
+/// it serves and every credential a client needs.
+fn sandbox_description(config: &Config, base: &str, gateway: &Gateway) -> serde_json::Value {
+    json!({
+        "paysim_version": env!("CARGO_PKG_VERSION"),
+        "format": 1,
+        "gateway": {
+            "base_url": base,
+            "public_base_url": config.gateway.public_base_url,
+            "health_url": format!("{base}/healthz"),
+            "openapi_url": format!("{base}/openapi.json"),
+            "endpoints": {
+                "create_order": format!("POST {base}/v1/orders"),
+                "get_order": format!("GET {base}/v1/orders/{{id}}"),
+                "close_order": format!("POST {base}/v1/orders/{{id}}/close"),
+                "create_refund": format!("POST {base}/v1/orders/{{id}}/refunds"),
+                "get_refund": format!("GET {base}/v1/refunds/{{id}}"),
+                "ledger_accounts": format!("GET {base}/v1/ledger/accounts"),
+                "ledger_verify": format!("GET {base}/v1/ledger/verify"),
+                "notify": format!("POST {base}/notify/{{channel}}"),
+            },
+            "authentication": "none yet: requests name their merchant with merchant_id",
+        },
+        "merchants": [{ "id": gateway_core::ids::sandbox_merchant().to_string(), "name": "Sandbox merchant" }],
+        "channels": gateway
+            .adapters()
+            .configured()
+            .iter()
+            .map(|c| (c.as_str().to_owned(), json!({ "configured": true })))
+            .collect::<serde_json::Map<_, _>>(),
+        "store": { "backend": gateway.store().backend().to_string(), "url": redact(&config.database_url) },
+        "data_dir": config.data_dir.display().to_string(),
+        "clock": { "scale": config.clock_scale },
+    })
+}
+
+/// `paysim ledger verify`.
+pub async fn verify(url: &str, json: bool) -> anyhow::Result<ExitCode> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if !std::path::Path::new(path).exists() {
+            anyhow::bail!("no store at {path}: start the sandbox first or pass --database-url");
+        }
+    }
+    let store = Store::open(url).await.with_context(|| format!("cannot open the store at {}", redact(url)))?;
+    let snapshot = store.ledger_snapshot().await.context("cannot read the ledger")?;
+    let report = gateway_core::ledger::verify(&snapshot);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "checked {} over {} entries, {} orders, {} refunds",
+            report.checked.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(" "),
+            report.entries,
+            report.orders,
+            report.refunds
+        );
+        match &report.first_violation {
+            None => println!("ok: every invariant holds"),
+            Some(first) => {
+                println!("VIOLATED: {first}");
+                for other in report.violations.iter().skip(1) {
+                    println!("  also: {other}");
+                }
+            }
+        }
+    }
+    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://.paysim/paysim.db"), "sqlite://.paysim/paysim.db");
+    }
+}
