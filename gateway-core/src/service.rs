@@ -661,18 +661,10 @@ impl Gateway {
         }
         let status = match self.inner.adapters.get(order.channel) {
             Some(adapter) => {
-                let request = adapter
-                    .build_close(&order, &self.context(order.channel))
-                    .map_err(|e| self.adapter_error(e))?;
-                let response = self
-                    .inner
-                    .executor
-                    .send(request)
-                    .await
-                    .map_err(|e| self.adapter_error(e))?;
-                match adapter
-                    .parse_close(&order, response)
-                    .map_err(|e| self.adapter_error(e))?
+                let request = adapter.build_close(&order, &self.context(order.channel));
+                match self
+                    .exchange(request, |r| adapter.parse_close(&order, r))
+                    .await?
                 {
                     PaymentStatus::NotFound => PaymentStatus::Closed,
                     other => other,
@@ -695,19 +687,28 @@ impl Gateway {
     pub async fn query_order(&self, id: &OrderId, source: &str) -> Result<Order, ServiceError> {
         let order = self.get_order(id).await?;
         let adapter = self.adapter(order.channel)?;
-        let request = adapter
-            .build_query(&order, &self.context(order.channel))
-            .map_err(|e| self.adapter_error(e))?;
+        let request = adapter.build_query(&order, &self.context(order.channel));
+        let status = self
+            .exchange(request, |r| adapter.parse_query(&order, r))
+            .await?;
+        self.apply_payment(id, status, source).await
+    }
+
+    /// Sends one request an adapter built and parses the answer; every adapter failure becomes
+    /// the service error it stands for.
+    async fn exchange<T>(
+        &self,
+        request: Result<determinism::HttpRequest, AdapterError>,
+        parse: impl FnOnce(determinism::HttpResponse) -> Result<T, AdapterError>,
+    ) -> Result<T, ServiceError> {
+        let request = request.map_err(|e| self.adapter_error(e))?;
         let response = self
             .inner
             .executor
             .send(request)
             .await
             .map_err(|e| self.adapter_error(e))?;
-        let status = adapter
-            .parse_query(&order, response)
-            .map_err(|e| self.adapter_error(e))?;
-        self.apply_payment(id, status, source).await
+        parse(response).map_err(|e| self.adapter_error(e))
     }
 
     // ------------------------------------------------------------------ refunds
@@ -806,22 +807,16 @@ impl Gateway {
 
     async fn send_refund(&self, order: &Order, refund: &Refund) -> Result<Refund, ServiceError> {
         let adapter = self.adapter(order.channel)?;
-        let request = adapter
-            .build_refund(order, refund, &self.context(order.channel))
-            .map_err(|e| self.adapter_error(e))?;
-        let response = self
-            .inner
-            .executor
-            .send(request)
-            .await
-            .map_err(|e| self.adapter_error(e))?;
-        let status = match adapter.parse_refund(order, refund, response) {
-            Ok(status) => status,
-            Err(AdapterError::Rejected { code, message }) => RefundStatus::Failed {
-                reason: format!("{code}: {message}"),
-            },
-            Err(error) => return Err(self.adapter_error(error)),
-        };
+        let request = adapter.build_refund(order, refund, &self.context(order.channel));
+        // A refund the channel refuses outright has failed; its reservation is released.
+        let status = self
+            .exchange(request, |r| match adapter.parse_refund(order, refund, r) {
+                Err(AdapterError::Rejected { code, message }) => Ok(RefundStatus::Failed {
+                    reason: format!("{code}: {message}"),
+                }),
+                other => other,
+            })
+            .await?;
         self.apply_refund(&refund.id, status, "refund").await
     }
 
@@ -830,18 +825,10 @@ impl Gateway {
         let refund = self.get_refund(id).await?;
         let order = self.get_order(&refund.order_id).await?;
         let adapter = self.adapter(order.channel)?;
-        let request = adapter
-            .build_refund_query(&order, &refund, &self.context(order.channel))
-            .map_err(|e| self.adapter_error(e))?;
-        let response = self
-            .inner
-            .executor
-            .send(request)
-            .await
-            .map_err(|e| self.adapter_error(e))?;
-        let status = adapter
-            .parse_refund_query(&order, &refund, response)
-            .map_err(|e| self.adapter_error(e))?;
+        let request = adapter.build_refund_query(&order, &refund, &self.context(order.channel));
+        let status = self
+            .exchange(request, |r| adapter.parse_refund_query(&order, &refund, r))
+            .await?;
         self.apply_refund(id, status, source).await
     }
 
