@@ -7,11 +7,17 @@
 //! capture        Dr channel_clearing  amount   Cr merchant_payable  amount
 //!   fee leg      Dr merchant_payable  fee      Cr channel_fees      fee
 //! refund         Dr merchant_payable  amount   Cr channel_clearing  amount
+//!   fee back     Dr channel_fees      share    Cr merchant_payable  share
 //! refund parked  Dr merchant_payable  amount   Cr suspense          amount   (abnormal)
+//!   fee back     Dr channel_fees      share    Cr merchant_payable  share
 //!   resolved ok  Dr suspense          amount   Cr channel_clearing  amount
 //!   resolved no  Dr suspense          amount   Cr merchant_payable  amount
+//!   fee again    Dr merchant_payable  share    Cr channel_fees      share
 //! late payment   Dr channel_clearing  amount   Cr suspense          amount   (paid after close)
 //! ```
+//!
+//! A refund returns the fee in proportion (`share`, see [`fee_share`]), as the channels do, so
+//! a fully refunded order leaves the merchant's payable and the channel fees at zero.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -302,7 +308,21 @@ pub mod entries {
         }
     }
 
-    /// A refund the channel completed. `from_suspense` when it had been parked as abnormal.
+    /// The fee leg returning `refund.fee_refund_minor` to the merchant (`back`) or charging it
+    /// again (`!back`, when a parked refund finally fails).
+    fn fee_back(refund: &Refund, back: bool) -> Vec<Posting> {
+        let currency = refund.amount.currency();
+        let fees = Account::channel_fees(refund.channel, currency);
+        let payable = Account::merchant_payable(&refund.merchant_id, currency);
+        match (refund.fee_refund_minor > 0, back) {
+            (false, _) => Vec::new(),
+            (true, true) => leg(fees, payable, refund.fee_refund_minor).to_vec(),
+            (true, false) => leg(payable, fees, refund.fee_refund_minor).to_vec(),
+        }
+    }
+
+    /// A refund the channel completed. `from_suspense` when it had been parked as abnormal
+    /// (its fee share went back when it was parked).
     pub fn refund(
         id: EntryId,
         refund: &Refund,
@@ -322,12 +342,20 @@ pub mod entries {
             order_id: refund.order_id.clone(),
             refund_id: Some(refund.id.clone()),
             at_ms,
-            postings: leg(
-                debit,
-                Account::channel_clearing(refund.channel, currency),
-                refund.amount.minor(),
-            )
-            .to_vec(),
+            postings: [
+                leg(
+                    debit,
+                    Account::channel_clearing(refund.channel, currency),
+                    refund.amount.minor(),
+                )
+                .to_vec(),
+                if from_suspense {
+                    Vec::new()
+                } else {
+                    fee_back(refund, true)
+                },
+            ]
+            .concat(),
         }
     }
 
@@ -341,12 +369,16 @@ pub mod entries {
             order_id: refund.order_id.clone(),
             refund_id: Some(refund.id.clone()),
             at_ms,
-            postings: leg(
-                Account::merchant_payable(&refund.merchant_id, currency),
-                Account::suspense(refund.channel, currency),
-                refund.amount.minor(),
-            )
-            .to_vec(),
+            postings: [
+                leg(
+                    Account::merchant_payable(&refund.merchant_id, currency),
+                    Account::suspense(refund.channel, currency),
+                    refund.amount.minor(),
+                )
+                .to_vec(),
+                fee_back(refund, true),
+            ]
+            .concat(),
         }
     }
 
@@ -360,12 +392,16 @@ pub mod entries {
             order_id: refund.order_id.clone(),
             refund_id: Some(refund.id.clone()),
             at_ms,
-            postings: leg(
-                Account::suspense(refund.channel, currency),
-                Account::merchant_payable(&refund.merchant_id, currency),
-                refund.amount.minor(),
-            )
-            .to_vec(),
+            postings: [
+                leg(
+                    Account::suspense(refund.channel, currency),
+                    Account::merchant_payable(&refund.merchant_id, currency),
+                    refund.amount.minor(),
+                )
+                .to_vec(),
+                fee_back(refund, false),
+            ]
+            .concat(),
         }
     }
 }
@@ -421,7 +457,7 @@ impl Invariant {
             Invariant::I3 => "one capture entry per channel payment, one per channel refund",
             Invariant::I4 => "cumulative refunds never exceed the amount paid",
             Invariant::I5 => "terminal states are never left",
-            Invariant::I6 => "merchant payable = paid − refunded − fees",
+            Invariant::I6 => "merchant payable = paid − refunded − fees kept",
             Invariant::I8 => "idempotent replays change nothing",
             Invariant::I9 => "no negative balance on accounts that forbid it",
         }
@@ -456,6 +492,29 @@ pub struct VerifyReport {
     /// The first violation found, in the order of `checked`.
     pub first_violation: Option<Violation>,
     pub violations: Vec<Violation>,
+}
+
+/// The fee share returned with a refund that takes the order's refunded total (succeeded and
+/// parked refunds) from `before_minor` to `before_minor + refund_minor`, when those earlier
+/// refunds already took back `returned_minor`: the cumulative share
+/// `round_half_up(fee × refunded / amount)` less what was returned, never below zero nor above
+/// what is left. Shares of partial refunds therefore add up to the whole fee exactly when the
+/// whole amount is refunded, and never to more.
+pub fn fee_share(
+    fee_minor: i64,
+    amount_minor: i64,
+    before_minor: i64,
+    returned_minor: i64,
+    refund_minor: i64,
+) -> i64 {
+    if amount_minor <= 0 || fee_minor <= 0 {
+        return 0;
+    }
+    let refunded = i128::from(before_minor.saturating_add(refund_minor));
+    let amount = i128::from(amount_minor);
+    let cumulative = (2 * i128::from(fee_minor) * refunded + amount) / (2 * amount);
+    let cumulative = i64::try_from(cumulative).unwrap_or(fee_minor);
+    (cumulative - returned_minor).clamp(0, (fee_minor - returned_minor).max(0))
 }
 
 /// Derives every account's balance from postings.
@@ -641,7 +700,8 @@ pub fn verify(snapshot: &LedgerSnapshot) -> VerifyReport {
         .filter(|r| matches!(r.state, RefundState::Succeeded | RefundState::Abnormal))
     {
         let account = Account::merchant_payable(&refund.merchant_id, refund.amount.currency());
-        *expected_payable.entry(account).or_insert(0) -= refund.amount.minor();
+        *expected_payable.entry(account).or_insert(0) -=
+            refund.amount.minor() - refund.fee_refund_minor;
     }
     let mut payable_accounts: HashSet<&Account> = expected_payable.keys().collect();
     payable_accounts.extend(
@@ -824,5 +884,30 @@ fn check_chain(
             subject,
             format!("current state {current} differs from the last recorded state {state}"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fee_share;
+
+    #[test]
+    fn fee_shares_add_up_to_the_fee_on_a_full_refund() {
+        // 60 fee on 100.00, refunded in three parts.
+        let a = fee_share(60, 10_000, 0, 0, 3_333);
+        let b = fee_share(60, 10_000, 3_333, a, 3_333);
+        let c = fee_share(60, 10_000, 6_666, a + b, 3_334);
+        assert_eq!((a, b, c), (20, 20, 20));
+        assert_eq!(fee_share(1, 3, 0, 0, 3), 1);
+        assert_eq!(fee_share(0, 3, 0, 0, 3), 0);
+    }
+
+    #[test]
+    fn fee_shares_never_exceed_the_fee_after_a_parked_refund_failed() {
+        // fee 1 on 3: A (1) parked takes 0, B (1) takes 1, A fails, C (1) takes 0.
+        let a = fee_share(1, 3, 0, 0, 1);
+        let b = fee_share(1, 3, 1, a, 1);
+        let c = fee_share(1, 3, 1, b, 1);
+        assert_eq!((a, b, c), (0, 1, 0));
     }
 }

@@ -78,6 +78,9 @@ pub struct Refund {
     pub amount: Money,
     pub reason: Option<String>,
     pub state: RefundState,
+    /// The share of the order's channel fee returned to the merchant with this refund, fixed
+    /// when the refund first leaves the merchant's payable (succeeded or parked as abnormal).
+    pub fee_refund_minor: i64,
     pub channel_refund_no: Option<String>,
     pub created_at_ms: UnixMillis,
     pub updated_at_ms: UnixMillis,

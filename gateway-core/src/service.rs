@@ -754,6 +754,7 @@ impl Gateway {
                 amount,
                 reason: reason.clone(),
                 state: RefundState::Pending,
+                fee_refund_minor: 0,
                 channel_refund_no: None,
                 created_at_ms: now,
                 updated_at_ms: now,
@@ -867,6 +868,29 @@ impl Gateway {
             next_refund.updated_at_ms = now;
             if channel_refund_no.is_some() {
                 next_refund.channel_refund_no = channel_refund_no;
+            }
+            if from == RefundState::Pending
+                && matches!(to, RefundState::Succeeded | RefundState::Abnormal)
+            {
+                // The money leaves the merchant's payable now: fix the fee share it takes back.
+                // (A stale read of the siblings is caught by the order's version check below.)
+                let siblings = self.inner.store.refunds_for_order(&order.id).await?;
+                let taken: Vec<&Refund> = siblings
+                    .iter()
+                    .filter(|r| {
+                        r.id != refund.id
+                            && matches!(r.state, RefundState::Succeeded | RefundState::Abnormal)
+                    })
+                    .collect();
+                let before = taken.iter().map(|r| r.amount.minor()).sum();
+                let returned = taken.iter().map(|r| r.fee_refund_minor).sum();
+                next_refund.fee_refund_minor = crate::ledger::fee_share(
+                    order.fee_minor,
+                    order.amount.minor(),
+                    before,
+                    returned,
+                    amount,
+                );
             }
             let mut next_order = order.clone();
             next_order.version += 1;

@@ -123,7 +123,7 @@ const ORDER_COLUMNS: &str = "id, merchant_id, channel, method, method_params, am
      created_at_ms, updated_at_ms, paid_at_ms, version";
 const REFUND_COLUMNS: &str =
     "id, order_id, merchant_id, channel, amount_minor, currency, reason, state, \
-     channel_refund_no, created_at_ms, updated_at_ms, version";
+     fee_refund_minor, channel_refund_no, created_at_ms, updated_at_ms, version";
 const TRANSITION_COLUMNS: &str =
     "seq, entity, entity_id, from_state, to_state, event_key, source, at_ms";
 
@@ -164,7 +164,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let backend = self.db.backend();
         let lock = match backend {
-            Backend::Postgres => "SELECT pg_advisory_xact_lock(727_100);",
+            Backend::Postgres => "SELECT pg_advisory_xact_lock(727100);",
             Backend::Sqlite => "",
         };
         let begin = match backend {
@@ -646,7 +646,7 @@ async fn apply(tx: &mut dyn Tx, change: &Change) -> Result<CommitOutcome, StoreE
     }
     if let Some(refund) = &change.insert_refund {
         tx.execute(
-            &format!("INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+            &format!("INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
             &refund_params(refund),
         )
         .await?;
@@ -657,8 +657,8 @@ async fn apply(tx: &mut dyn Tx, change: &Change) -> Result<CommitOutcome, StoreE
         let updated = tx
             .execute(
                 "UPDATE refunds SET order_id = $2, merchant_id = $3, channel = $4, amount_minor = $5, currency = $6, \
-                 reason = $7, state = $8, channel_refund_no = $9, created_at_ms = $10, updated_at_ms = $11, version = $12 \
-                 WHERE id = $1 AND version = $13",
+                 reason = $7, state = $8, fee_refund_minor = $9, channel_refund_no = $10, created_at_ms = $11, \
+                 updated_at_ms = $12, version = $13 WHERE id = $1 AND version = $14",
                 &params,
             )
             .await?;
@@ -894,6 +894,7 @@ fn refund_params(refund: &Refund) -> Vec<SqlValue> {
         refund.amount.currency().code().into(),
         refund.reason.clone().into(),
         refund.state.as_str().into(),
+        refund.fee_refund_minor.into(),
         refund.channel_refund_no.clone().into(),
         refund.created_at_ms.into(),
         refund.updated_at_ms.into(),
@@ -915,10 +916,11 @@ fn refund_from_row(row: &Row) -> Result<Refund, StoreError> {
         amount: Money::from_minor(row.i64(4)?, currency),
         reason: row.opt_str(6)?.map(str::to_owned),
         state: RefundState::parse(row.str(7)?).ok_or_else(|| bad("unknown state".to_owned()))?,
-        channel_refund_no: row.opt_str(8)?.map(str::to_owned),
-        created_at_ms: row.i64(9)?,
-        updated_at_ms: row.i64(10)?,
-        version: row.i64(11)?,
+        fee_refund_minor: row.i64(8)?,
+        channel_refund_no: row.opt_str(9)?.map(str::to_owned),
+        created_at_ms: row.i64(10)?,
+        updated_at_ms: row.i64(11)?,
+        version: row.i64(12)?,
     })
 }
 

@@ -45,6 +45,7 @@ CREATE TABLE refunds (
     currency TEXT NOT NULL,
     reason TEXT,
     state TEXT NOT NULL,
+    fee_refund_minor BIGINT NOT NULL CHECK (fee_refund_minor >= 0),
     channel_refund_no TEXT,
     created_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL,
