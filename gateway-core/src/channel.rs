@@ -134,8 +134,10 @@ pub trait ChannelAdapter: Send + Sync + fmt::Debug {
         response: HttpResponse,
     ) -> Result<PaymentStatus, AdapterError>;
 
-    /// Close (or cancel) an unpaid order at the channel. `Ok(PaymentStatus::Closed)` when it is
-    /// closed; `Ok(Paid…)` when the channel says the buyer paid in the meantime.
+    /// Close (or cancel) an unpaid order at the channel. `Ok(Closed)` when it is closed,
+    /// `Ok(NotFound)` when the channel never saw it (nothing to close), `Ok(Paid…)` when the
+    /// answer carries the payment, and `Ok(Pending)` when the channel refused because the trade
+    /// moved on (e.g. Alipay `ACQ.TRADE_HAS_SUCCESS`): the service then queries for the truth.
     fn build_close(
         &self,
         order: &Order,
