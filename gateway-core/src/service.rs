@@ -667,6 +667,12 @@ impl Gateway {
                     .await?
                 {
                     PaymentStatus::NotFound => PaymentStatus::Closed,
+                    // The channel would not close: ask what happened (paid in the meantime).
+                    PaymentStatus::Pending => {
+                        let request = adapter.build_query(&order, &self.context(order.channel));
+                        self.exchange(request, |r| adapter.parse_query(&order, r))
+                            .await?
+                    }
                     other => other,
                 }
             }
