@@ -30,7 +30,7 @@ fn schedule_order_followups_from(gateway: &Gateway, order: &Order, first_poll_ms
         format!("order.expire {id}"),
         job(move || async move {
             match expire.close_order(&id, "expiry").await {
-                Ok(_) | Err(ServiceError::NotClosable(_)) => {}
+                Ok(_) | Err(ServiceError::NotClosable(_) | ServiceError::NeedsReview(_)) => {}
                 Err(error) => {
                     // The channel could not confirm: try again a poll interval later.
                     tracing::warn!(order = %id, %error, "closing an expired order failed; retrying");
@@ -50,7 +50,7 @@ fn reschedule_expiry(gateway: &Gateway, id: crate::ids::OrderId, at_ms: UnixMill
         format!("order.expire {id}"),
         job(move || async move {
             if let Err(error) = again.close_order(&id, "expiry").await {
-                if !matches!(error, ServiceError::NotClosable(_)) {
+                if !matches!(error, ServiceError::NotClosable(_) | ServiceError::NeedsReview(_)) {
                     tracing::warn!(order = %id, %error, "closing an expired order failed; retrying");
                     let retry_at = again.now_ms() + last_interval(&again);
                     reschedule_expiry(&again, id, retry_at);

@@ -91,6 +91,8 @@ pub enum ServiceError {
     ChannelUnavailable(String),
     #[error("the channel refused: {0}")]
     ChannelRejected(String),
+    #[error("the order needs an operator's review: {0}")]
+    NeedsReview(String),
     #[error("too many concurrent updates of {0}; retry")]
     Contention(String),
     #[error(transparent)]
@@ -105,13 +107,8 @@ pub enum RefundRefusal {
     NotCaptured { state: &'static str },
     #[error("the refund currency {requested} differs from the order currency {order}")]
     CurrencyMismatch { requested: String, order: String },
-    #[error(
-        "{requested_minor} minor units requested but only {refundable_minor} remain refundable"
-    )]
-    ExceedsRefundable {
-        requested_minor: i64,
-        refundable_minor: i64,
-    },
+    #[error("{requested} requested but only {refundable} remain refundable")]
+    ExceedsRefundable { requested: Money, refundable: Money },
 }
 
 /// The result of an idempotent create: fresh work, or the stored response of the first request.
@@ -370,6 +367,11 @@ impl Gateway {
             paid_at_ms: None,
             version: 1,
         };
+        // The adapter checks the method's parameters before anything is stored: a request it
+        // cannot express is refused like any other bad field, leaving no order behind.
+        let plan = adapter
+            .plan_create(&order, &self.context(order.channel))
+            .map_err(|e| self.adapter_error(e))?;
         let change = Change {
             idempotency: Some(IdempotencyClaim {
                 merchant_id: request.merchant_id,
@@ -409,7 +411,10 @@ impl Gateway {
         }
         crate::jobs::schedule_order_followups(self, &order);
 
-        let channel_error = self.open_at_channel(adapter.as_ref(), &order).await.err();
+        let channel_error = self
+            .open_at_channel(adapter.as_ref(), &order, plan)
+            .await
+            .err();
         let order = self.get_order(&order.id).await?;
         Ok(Idempotent::Fresh(CreatedOrder {
             order,
@@ -421,11 +426,8 @@ impl Gateway {
         &self,
         adapter: &dyn ChannelAdapter,
         order: &Order,
+        plan: CreatePlan,
     ) -> Result<(), ServiceError> {
-        let context = self.context(order.channel);
-        let plan = adapter
-            .plan_create(order, &context)
-            .map_err(|e| self.adapter_error(e))?;
         let created = match plan {
             CreatePlan::Local(created) => created,
             CreatePlan::Call(request) => {
@@ -679,7 +681,19 @@ impl Gateway {
             // No adapter (the channel was unconfigured since): nothing to close remotely.
             None => PaymentStatus::Closed,
         };
+        let mismatch = match &status {
+            PaymentStatus::Paid { amount, .. } if *amount != order.amount => Some(*amount),
+            _ => None,
+        };
         let after = self.apply_payment(id, status, source).await?;
+        if let Some(paid) = mismatch {
+            // The channel holds money that does not match the order: an operator decides
+            // (alert raised by apply_payment); retrying the close would not change the answer.
+            return Err(ServiceError::NeedsReview(format!(
+                "the channel reports {paid} paid for this order of {}",
+                order.amount
+            )));
+        }
         match after.state {
             OrderState::Closed => Ok(after),
             OrderState::Created | OrderState::Paying => Err(ServiceError::ChannelUnavailable(
@@ -1014,8 +1028,8 @@ pub fn refund_refusal(order: &Order, amount: Money) -> Option<RefundRefusal> {
     let refundable = order.refundable_minor();
     if amount.minor() > refundable {
         return Some(RefundRefusal::ExceedsRefundable {
-            requested_minor: amount.minor(),
-            refundable_minor: refundable,
+            requested: amount,
+            refundable: Money::from_minor(refundable, order.amount.currency()),
         });
     }
     None

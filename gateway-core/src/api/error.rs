@@ -29,6 +29,7 @@ pub enum ErrorCode {
     OrderNotFound,
     RefundNotFound,
     OrderNotClosable,
+    OrderNeedsReview,
     RefundNotAllowed,
     RefundExceedsRefundable,
     ChannelRejected,
@@ -40,7 +41,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -57,6 +58,7 @@ impl ErrorCode {
         ErrorCode::OrderNotFound,
         ErrorCode::RefundNotFound,
         ErrorCode::OrderNotClosable,
+        ErrorCode::OrderNeedsReview,
         ErrorCode::RefundNotAllowed,
         ErrorCode::RefundExceedsRefundable,
         ErrorCode::ChannelRejected,
@@ -85,6 +87,7 @@ impl ErrorCode {
             ErrorCode::OrderNotFound => "order_not_found",
             ErrorCode::RefundNotFound => "refund_not_found",
             ErrorCode::OrderNotClosable => "order_not_closable",
+            ErrorCode::OrderNeedsReview => "order_needs_review",
             ErrorCode::RefundNotAllowed => "refund_not_allowed",
             ErrorCode::RefundExceedsRefundable => "refund_exceeds_refundable",
             ErrorCode::ChannelRejected => "channel_rejected",
@@ -109,6 +112,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyReused
             | ErrorCode::IdempotencyKeyInProgress
             | ErrorCode::OrderNotClosable
+            | ErrorCode::OrderNeedsReview
             | ErrorCode::RefundNotAllowed
             | ErrorCode::RefundExceedsRefundable
             | ErrorCode::ConcurrentUpdate => StatusCode::CONFLICT,
@@ -159,6 +163,9 @@ impl ErrorCode {
             ErrorCode::RefundNotFound => "no refund with this id",
             ErrorCode::OrderNotClosable => {
                 "the order is paid, refunded or failed and cannot be closed"
+            }
+            ErrorCode::OrderNeedsReview => {
+                "the channel reports a payment that does not match the order; an alert awaits an operator"
             }
             ErrorCode::RefundNotAllowed => {
                 "the order has no captured payment, or the currency differs"
@@ -257,6 +264,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(ErrorCode::IdempotencyKeyInProgress, message)
             }
             ServiceError::NotClosable(_) => ApiError::new(ErrorCode::OrderNotClosable, message),
+            ServiceError::NeedsReview(_) => ApiError::new(ErrorCode::OrderNeedsReview, message),
             ServiceError::RefundRefused(refusal) => match refusal {
                 RefundRefusal::NotCaptured { .. } | RefundRefusal::CurrencyMismatch { .. } => {
                     ApiError::new(ErrorCode::RefundNotAllowed, message)

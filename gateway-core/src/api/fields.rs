@@ -1,6 +1,9 @@
 //! Strict reading of JSON request bodies: every error names its field, unknown fields are
 //! refused, and numbers are never read through floats.
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, ErrorCode};
@@ -8,6 +11,9 @@ use super::error::{ApiError, ErrorCode};
 /// A JSON object being read field by field; `finish` refuses whatever was not read.
 pub struct Fields {
     object: Map<String, Value>,
+    /// Each top-level member's JSON text as sent, so numbers are read from their digits,
+    /// never through an `f64`.
+    raw: BTreeMap<String, Box<RawValue>>,
 }
 
 impl Fields {
@@ -19,7 +25,10 @@ impl Fields {
             )
         })?;
         match value {
-            Value::Object(object) => Ok(Fields { object }),
+            Value::Object(object) => Ok(Fields {
+                object,
+                raw: serde_json::from_slice(body).unwrap_or_default(),
+            }),
             other => Err(ApiError::new(
                 ErrorCode::MalformedJson,
                 format!("the body must be a JSON object, not {}", kind(&other)),
@@ -86,7 +95,10 @@ impl Fields {
                 "is required (a decimal string such as \"88.88\")",
             )),
             Some(Value::String(s)) => Ok(s),
-            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(Value::Number(n)) => Ok(self
+                .raw
+                .get(field)
+                .map_or_else(|| n.to_string(), |raw| raw.get().to_owned())),
             Some(other) => Err(ApiError::field(
                 field,
                 format!(

@@ -693,7 +693,8 @@ async fn apply(tx: &mut dyn Tx, change: &Change) -> Result<CommitOutcome, StoreE
     }
     if let Some(alert) = &change.alert {
         tx.execute(
-            "INSERT INTO alerts (id, kind, subject_id, message, at_ms) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO alerts (id, kind, subject_id, message, at_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (kind, subject_id) DO NOTHING",
             &[
                 alert.id.as_str().into(),
                 alert.kind.as_str().into(),

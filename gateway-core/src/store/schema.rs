@@ -103,6 +103,9 @@ CREATE TABLE alerts (
     message TEXT NOT NULL,
     at_ms BIGINT NOT NULL
 );
+-- One alert per kind and subject: a condition reported again (each poll of a trade paid with
+-- the wrong amount, say) does not flood the operator.
+CREATE UNIQUE INDEX alerts_once ON alerts (kind, subject_id);
 ",
 )];
 
