@@ -89,12 +89,20 @@ const ENV_PREFIX: &str = "PAYSIM__";
 
 /// Reads `path` (when given, it must exist; otherwise `<data-dir>/paysim.toml` is read if
 /// present), applies environment overrides from `env`, then the flags, and validates.
-pub fn load(path: Option<&Path>, env: &[(String, String)], flags: &Overrides) -> anyhow::Result<Config> {
+pub fn load(
+    path: Option<&Path>,
+    env: &[(String, String)],
+    flags: &Overrides,
+) -> anyhow::Result<Config> {
     let mut sources = Vec::new();
-    let default_dir = flags.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let default_dir = flags
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let (text, origin) = match path {
         Some(path) => (
-            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?,
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?,
             Some(path.to_path_buf()),
         ),
         None => {
@@ -105,16 +113,24 @@ pub fn load(path: Option<&Path>, env: &[(String, String)], flags: &Overrides) ->
             }
         }
     };
-    let mut table: toml::Table = text
-        .parse()
-        .with_context(|| format!("config file {} is not valid TOML", origin.as_deref().map_or("".into(), |p| p.display().to_string())))?;
+    let mut table: toml::Table = text.parse().with_context(|| {
+        format!(
+            "config file {} is not valid TOML",
+            origin
+                .as_deref()
+                .map_or("".into(), |p| p.display().to_string())
+        )
+    })?;
     if let Some(origin) = &origin {
         sources.push(format!("file {}", origin.display()));
     }
     for (name, value) in env {
-        let Some(path) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
-        set_path(&mut table, &keys, parse_env_value(value)).with_context(|| format!("environment variable {name}"))?;
+        set_path(&mut table, &keys, parse_env_value(value))
+            .with_context(|| format!("environment variable {name}"))?;
         sources.push(format!("env {name}"));
     }
     let file: FileConfig = toml::Value::Table(table)
@@ -140,7 +156,9 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> any
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(inner) => set_path(inner, rest, value),
                 _ => bail!("{first} is not a section"),
@@ -150,17 +168,28 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> any
 }
 
 fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow::Result<Config> {
-    let listen = flags.listen.clone().or(file.server.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-    let socket: std::net::SocketAddr = listen
-        .parse()
-        .with_context(|| format!("server.listen {listen:?} is not an address such as 127.0.0.1:8080"))?;
-    let data_dir = flags.data_dir.clone().or(file.server.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let listen = flags
+        .listen
+        .clone()
+        .or(file.server.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let socket: std::net::SocketAddr = listen.parse().with_context(|| {
+        format!("server.listen {listen:?} is not an address such as 127.0.0.1:8080")
+    })?;
+    let data_dir = flags
+        .data_dir
+        .clone()
+        .or(file.server.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let database_url = flags
         .database_url
         .clone()
         .or(file.server.database_url)
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("paysim.db").display()));
-    if !(database_url.starts_with("sqlite://") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+    if !(database_url.starts_with("sqlite://")
+        || database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://"))
+    {
         bail!("server.database_url {database_url:?} must start with sqlite://, postgres:// or postgresql://");
     }
     let shutdown_grace_seconds = file.server.shutdown_grace_seconds.unwrap_or(10);
@@ -169,23 +198,39 @@ fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow
     }
 
     let defaults = GatewayConfig::default();
-    let host = if socket.ip().is_unspecified() { "127.0.0.1".to_owned() } else { socket.ip().to_string() };
-    let public_base_url = file.gateway.public_base_url.unwrap_or_else(|| format!("http://{host}:{}", socket.port()));
+    let host = if socket.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        socket.ip().to_string()
+    };
+    let public_base_url = file
+        .gateway
+        .public_base_url
+        .unwrap_or_else(|| format!("http://{host}:{}", socket.port()));
     if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
         bail!("gateway.public_base_url {public_base_url:?} must be an http:// or https:// URL");
     }
-    let default_expiry_seconds = file.gateway.default_expiry_seconds.unwrap_or(defaults.default_expiry_ms / 1000);
+    let default_expiry_seconds = file
+        .gateway
+        .default_expiry_seconds
+        .unwrap_or(defaults.default_expiry_ms / 1000);
     if !(60..=15 * 24 * 3600).contains(&default_expiry_seconds) {
         bail!("gateway.default_expiry_seconds must be between 60 and 1296000 (15 days)");
     }
-    let channel_timeout_ms = file.gateway.channel_timeout_ms.unwrap_or(defaults.channel_timeout_ms);
+    let channel_timeout_ms = file
+        .gateway
+        .channel_timeout_ms
+        .unwrap_or(defaults.channel_timeout_ms);
     if !(100..=120_000).contains(&channel_timeout_ms) {
         bail!("gateway.channel_timeout_ms must be between 100 and 120000");
     }
     let poll_schedule_ms = match file.gateway.poll_schedule_seconds {
         None => defaults.poll_schedule_ms,
         Some(seconds) => {
-            if seconds.is_empty() || seconds.iter().any(|s| *s <= 0) || seconds.windows(2).any(|w| matches!(w, [a, b] if a >= b)) {
+            if seconds.is_empty()
+                || seconds.iter().any(|s| *s <= 0)
+                || seconds.windows(2).any(|w| matches!(w, [a, b] if a >= b))
+            {
                 bail!("gateway.poll_schedule_seconds must be a non-empty, strictly increasing list of positive seconds");
             }
             seconds.iter().map(|s| s * 1000).collect()
@@ -193,8 +238,9 @@ fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow
     };
     let mut fee_bps = BTreeMap::new();
     for (name, bps) in file.fees {
-        let channel = Channel::parse(&name)
-            .with_context(|| format!("fees.{name}: unknown channel; expected alipay, wechatpay or unionpay"))?;
+        let channel = Channel::parse(&name).with_context(|| {
+            format!("fees.{name}: unknown channel; expected alipay, wechatpay or unionpay")
+        })?;
         if bps > 10_000 {
             bail!("fees.{name} = {bps}: a fee is at most 10000 basis points (100%)");
         }
@@ -227,11 +273,18 @@ mod tests {
     use super::*;
 
     fn load_text(text: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let dir = std::env::temp_dir().join(format!("paysim-config-{}-{}", std::process::id(), text.len() + env.len()));
+        let dir = std::env::temp_dir().join(format!(
+            "paysim-config-{}-{}",
+            std::process::id(),
+            text.len() + env.len()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("paysim.toml");
         std::fs::write(&path, text).unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let result = load(Some(&path), &env, &Overrides::default());
         std::fs::remove_dir_all(&dir).ok();
         result
@@ -249,7 +302,11 @@ mod tests {
     fn env_overrides_the_file_with_typed_values() {
         let config = load_text(
             "[fees]\nalipay = 60\n[gateway]\ndefault_expiry_seconds = 600\n",
-            &[("PAYSIM__FEES__ALIPAY", "80"), ("PAYSIM__GATEWAY__POLL_SCHEDULE_SECONDS", "[1, 2, 3]"), ("OTHER", "x")],
+            &[
+                ("PAYSIM__FEES__ALIPAY", "80"),
+                ("PAYSIM__GATEWAY__POLL_SCHEDULE_SECONDS", "[1, 2, 3]"),
+                ("OTHER", "x"),
+            ],
         )
         .unwrap();
         assert_eq!(config.gateway.fee_bps.get(&Channel::Alipay), Some(&80));
@@ -264,7 +321,9 @@ mod tests {
         assert!(error("[fees]\nalipay = 20000\n").contains("fees.alipay"));
         assert!(error("[server]\nlisten = \"nowhere\"\n").contains("server.listen"));
         assert!(error("[server]\nbogus = 1\n").contains("bogus"));
-        assert!(error("[gateway]\npoll_schedule_seconds = [5, 3]\n").contains("poll_schedule_seconds"));
+        assert!(
+            error("[gateway]\npoll_schedule_seconds = [5, 3]\n").contains("poll_schedule_seconds")
+        );
         assert!(error("[clock]\nscale = 0\n").contains("clock.scale"));
         assert!(error("not toml =").contains("not valid TOML"));
     }

@@ -68,7 +68,10 @@ enum LedgerCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("paysim: cannot start the async runtime: {error}");
@@ -77,15 +80,27 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Up { listen, data_dir, database_url, config } => {
+            Command::Up {
+                listen,
+                data_dir,
+                database_url,
+                config,
+            } => {
                 let env: Vec<(String, String)> = std::env::vars().collect();
-                let flags = config::Overrides { listen, data_dir, database_url };
+                let flags = config::Overrides {
+                    listen,
+                    data_dir,
+                    database_url,
+                };
                 let config = config::load(config.as_deref(), &env, &flags)?;
                 sandbox::init_tracing(&config.log_filter);
                 sandbox::up(config).await.map(|()| ExitCode::SUCCESS)
             }
-            Command::Ledger { command: LedgerCommand::Verify { database_url, json } } => {
-                let url = database_url.unwrap_or_else(|| format!("sqlite://{}/paysim.db", config::DEFAULT_DATA_DIR));
+            Command::Ledger {
+                command: LedgerCommand::Verify { database_url, json },
+            } => {
+                let url = database_url
+                    .unwrap_or_else(|| format!("sqlite://{}/paysim.db", config::DEFAULT_DATA_DIR));
                 sandbox::verify(&url, json).await
             }
             Command::Openapi => {

@@ -44,8 +44,12 @@ fn redact(url: &str) -> String {
 }
 
 pub async fn up(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
     for source in &config.sources {
         tracing::info!(%source, "configuration source");
     }
@@ -72,32 +76,41 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     })
     .await
     .context("cannot start the gateway")?;
-    let (orders, refunds) = gateway_core::jobs::recover(&gateway).await.context("cannot recover scheduled follow-ups")?;
+    let (orders, refunds) = gateway_core::jobs::recover(&gateway)
+        .await
+        .context("cannot recover scheduled follow-ups")?;
     tracing::info!(orders, refunds, "follow-ups recovered");
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let address = listener.local_addr().context("cannot read the listening address")?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     let base = format!("http://{address}");
 
     let description = sandbox_description(&config, &base, &gateway);
     let path = config.data_dir.join("sandbox.json");
     let text = serde_json::to_string_pretty(&description)?;
-    std::fs::write(&path, format!("{text}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, format!("{text}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     println!("{text}");
     tracing::info!(%base, sandbox = %path.display(), "paysim sandbox is up");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let driver_stop = wait_for(stop_rx.clone());
-    #[allow(clippy::disallowed_methods, reason = "the sandbox's scheduler driver is the one long-lived task that runs scheduled business work")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the sandbox's scheduler driver is the one long-lived task that runs scheduled business work"
+    )]
     let driver = tokio::spawn(determinism::drive_on_system_clock(scheduler, driver_stop));
 
-    let server = axum::serve(listener, gateway_core::app(gateway)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        let _ = stop_tx.send(true);
-    });
+    let server =
+        axum::serve(listener, gateway_core::app(gateway)).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        });
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let mut server_stop = stop_rx.clone();
     let serve = async move { server.await.context("server error") };
@@ -189,15 +202,25 @@ pub async fn verify(url: &str, json: bool) -> anyhow::Result<ExitCode> {
             anyhow::bail!("no store at {path}: start the sandbox first or pass --database-url");
         }
     }
-    let store = Store::open(url).await.with_context(|| format!("cannot open the store at {}", redact(url)))?;
-    let snapshot = store.ledger_snapshot().await.context("cannot read the ledger")?;
+    let store = Store::open(url)
+        .await
+        .with_context(|| format!("cannot open the store at {}", redact(url)))?;
+    let snapshot = store
+        .ledger_snapshot()
+        .await
+        .context("cannot read the ledger")?;
     let report = gateway_core::ledger::verify(&snapshot);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
             "checked {} over {} entries, {} orders, {} refunds",
-            report.checked.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(" "),
+            report
+                .checked
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             report.entries,
             report.orders,
             report.refunds
@@ -212,7 +235,11 @@ pub async fn verify(url: &str, json: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[cfg(test)]
@@ -221,8 +248,14 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite://.paysim/paysim.db"), "sqlite://.paysim/paysim.db");
+        assert_eq!(
+            redact("sqlite://.paysim/paysim.db"),
+            "sqlite://.paysim/paysim.db"
+        );
     }
 }
