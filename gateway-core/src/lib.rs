@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod channel;
+pub mod channels;
 pub mod ids;
 pub mod jobs;
 pub mod ledger;
