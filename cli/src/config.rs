@@ -22,6 +22,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub fees: BTreeMap<String, u32>,
     #[serde(default)]
+    pub simulator: SimulatorSection,
+    #[serde(default)]
+    pub alipay: AlipaySection,
+    #[serde(default)]
     pub clock: ClockSection,
     #[serde(default)]
     pub log: LogSection,
@@ -49,6 +53,25 @@ pub struct GatewaySection {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct SimulatorSection {
+    /// Where the mock channels listen.
+    pub listen: Option<String>,
+    /// The URL buyers and the gateway use to reach the mock channels. Defaults to the listen address.
+    pub public_base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlipaySection {
+    /// Serve the mock Alipay gateway and configure the gateway's Alipay adapter (default true).
+    pub enabled: Option<bool>,
+    pub app_id: Option<String>,
+    /// The mock merchant's Alipay partner id (`2088` + 12 digits).
+    pub seller_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClockSection {
     /// Business time runs this many times faster than the wall clock (1 = real time).
     pub scale: Option<u32>,
@@ -67,6 +90,14 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub simulator_listen: Option<String>,
+}
+
+/// The mock Alipay merchant the sandbox registers.
+#[derive(Debug, Clone)]
+pub struct AlipaySandbox {
+    pub app_id: String,
+    pub seller_id: String,
 }
 
 /// The validated configuration the sandbox runs with.
@@ -79,11 +110,18 @@ pub struct Config {
     pub clock_scale: u32,
     pub log_filter: String,
     pub gateway: GatewayConfig,
+    /// Whether `gateway.public_base_url` was given; otherwise it follows the bound address.
+    pub gateway_public_base_url_configured: bool,
+    pub simulator_listen: String,
+    pub simulator_public_base_url: Option<String>,
+    /// `None` when `[alipay] enabled = false`.
+    pub alipay: Option<AlipaySandbox>,
     /// Where the configuration came from, for the start-up log.
     pub sources: Vec<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_SIMULATOR_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_DATA_DIR: &str = ".paysim";
 const ENV_PREFIX: &str = "PAYSIM__";
 
@@ -203,10 +241,46 @@ fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow
     } else {
         socket.ip().to_string()
     };
+    let gateway_public_base_url_configured = file.gateway.public_base_url.is_some();
     let public_base_url = file
         .gateway
         .public_base_url
         .unwrap_or_else(|| format!("http://{host}:{}", socket.port()));
+    let simulator_listen = flags
+        .simulator_listen
+        .clone()
+        .or(file.simulator.listen)
+        .unwrap_or_else(|| DEFAULT_SIMULATOR_LISTEN.to_owned());
+    let _: std::net::SocketAddr = simulator_listen.parse().with_context(|| {
+        format!("simulator.listen {simulator_listen:?} is not an address such as 127.0.0.1:8081")
+    })?;
+    if let Some(url) = &file.simulator.public_base_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("simulator.public_base_url {url:?} must be an http:// or https:// URL");
+        }
+    }
+    let alipay = if file.alipay.enabled.unwrap_or(true) {
+        let app_id = file
+            .alipay
+            .app_id
+            .unwrap_or_else(|| "2021000000000001".to_owned());
+        if app_id.is_empty() || app_id.len() > 32 || !app_id.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("alipay.app_id {app_id:?} must be 1 to 32 digits");
+        }
+        let seller_id = file
+            .alipay
+            .seller_id
+            .unwrap_or_else(|| "2088102119685838".to_owned());
+        if seller_id.len() != 16
+            || !seller_id.starts_with("2088")
+            || !seller_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            bail!("alipay.seller_id {seller_id:?} must be 2088 followed by 12 digits");
+        }
+        Some(AlipaySandbox { app_id, seller_id })
+    } else {
+        None
+    };
     if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
         bail!("gateway.public_base_url {public_base_url:?} must be an http:// or https:// URL");
     }
@@ -264,6 +338,10 @@ fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow
             channel_timeout_ms,
             poll_schedule_ms,
         },
+        gateway_public_base_url_configured,
+        simulator_listen,
+        simulator_public_base_url: file.simulator.public_base_url,
+        alipay,
         sources,
     })
 }

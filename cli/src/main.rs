@@ -1,7 +1,9 @@
 //! `paysim`: the thin binary. Parses flags, builds a validated configuration, starts tracing,
 //! and runs the sandbox (`up`) or a one-shot command (`ledger verify`, `openapi`).
 
+mod bench;
 mod config;
+mod keys;
 mod sandbox;
 
 use std::path::PathBuf;
@@ -40,6 +42,9 @@ enum Command {
         /// Store URL: sqlite://<path> (default: <data-dir>/paysim.db) or postgres://…
         #[arg(long, env = "PAYSIM_DATABASE_URL", value_name = "URL")]
         database_url: Option<String>,
+        /// Address the mock channels listen on [default: 127.0.0.1:8081]
+        #[arg(long, env = "PAYSIM_SIMULATOR_LISTEN", value_name = "ADDR")]
+        simulator_listen: Option<String>,
         /// Configuration file (TOML) [default: <data-dir>/paysim.toml when present]
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -51,6 +56,25 @@ enum Command {
     },
     /// Print the gateway API's OpenAPI document.
     Openapi,
+    /// Measure performance figures on this machine (build with --release).
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// Alipay: RSA2 signatures/s vs `openssl speed`, a replayed signed query against the mock
+    /// gateway on loopback, and full signed round trips through the gateway's adapter.
+    Alipay {
+        /// Seconds each load phase runs.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent connections / tasks of the load tool.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +108,7 @@ fn main() -> ExitCode {
                 listen,
                 data_dir,
                 database_url,
+                simulator_listen,
                 config,
             } => {
                 let env: Vec<(String, String)> = std::env::vars().collect();
@@ -91,6 +116,7 @@ fn main() -> ExitCode {
                     listen,
                     data_dir,
                     database_url,
+                    simulator_listen,
                 };
                 let config = config::load(config.as_deref(), &env, &flags)?;
                 sandbox::init_tracing(&config.log_filter);
@@ -103,6 +129,15 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|| format!("sqlite://{}/paysim.db", config::DEFAULT_DATA_DIR));
                 sandbox::verify(&url, json).await
             }
+            Command::Bench {
+                target:
+                    BenchTarget::Alipay {
+                        seconds,
+                        concurrency,
+                    },
+            } => bench::alipay(seconds, concurrency)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Openapi => {
                 println!("{}", gateway_core::api::openapi().to_pretty_json()?);
                 Ok(ExitCode::SUCCESS)

@@ -1,5 +1,5 @@
-//! `paysim up`: wires the store, clock, entropy, scheduler and transport into the gateway,
-//! serves it, drives the scheduler on the system clock, writes `sandbox.json`, and shuts down
+//! `paysim up`: wires the store, clock, entropy, scheduler and transport into the gateway and
+//! the mock channels, serves both, drives the scheduler on the system clock, writes `sandbox.json`, and shuts down
 //! gracefully on Ctrl-C or SIGTERM.
 
 use std::process::ExitCode;
@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use determinism::{Clock, OsEntropy, ReqwestTransport, Scheduler, SystemClock};
+use determinism::{Clock, Entropy, OsEntropy, ReqwestTransport, Scheduler, SystemClock, Transport};
 use gateway_core::channel::Adapters;
+use gateway_core::channels::alipay::{AlipayAdapter, AlipayConfig};
 use gateway_core::store::Store;
 use gateway_core::{Gateway, GatewayParts};
 use serde_json::json;
+use simulator::alipay::{AlipayApp, AlipayMockConfig};
+use simulator::{Simulator, SimulatorParts};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -43,7 +46,25 @@ fn redact(url: &str) -> String {
     }
 }
 
-pub async fn up(config: Config) -> anyhow::Result<()> {
+/// The Alipay merchant the sandbox registers: ids and key files.
+struct AlipaySetup {
+    app_id: String,
+    seller_id: String,
+    app: crate::keys::KeyFiles,
+    platform: crate::keys::KeyFiles,
+}
+
+async fn bind(address: &str, what: &str) -> anyhow::Result<(tokio::net::TcpListener, String)> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} ({what})"))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    Ok((listener, format!("http://{local}")))
+}
+
+pub async fn up(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -53,6 +74,32 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     for source in &config.sources {
         tracing::info!(%source, "configuration source");
     }
+    let alipay = match &config.alipay {
+        Some(alipay) => {
+            let dir = config.data_dir.join("keys").join("alipay");
+            Some(AlipaySetup {
+                app_id: alipay.app_id.clone(),
+                seller_id: alipay.seller_id.clone(),
+                app: crate::keys::ensure_rsa_key_pair(&dir, "app")?,
+                platform: crate::keys::ensure_rsa_key_pair(&dir, "alipay")?,
+            })
+        }
+        None => None,
+    };
+
+    // Bind first: with port 0 the real addresses are known only now, and they go into the
+    // URLs the gateway and the mock channels hand out.
+    let (gateway_listener, gateway_base) = bind(&config.listen, "gateway").await?;
+    let (simulator_listener, simulator_base) =
+        bind(&config.simulator_listen, "mock channels").await?;
+    if !config.gateway_public_base_url_configured {
+        config.gateway.public_base_url = gateway_base.clone();
+    }
+    let simulator_public = config
+        .simulator_public_base_url
+        .clone()
+        .unwrap_or_else(|| simulator_base.clone());
+
     let store = Store::open(&config.database_url)
         .await
         .with_context(|| format!("cannot open the store at {}", redact(&config.database_url)))?;
@@ -62,15 +109,45 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         Arc::new(SystemClock)
     };
     let scheduler = Scheduler::new(Arc::clone(&clock));
-    let transport = ReqwestTransport::new().context("cannot build the HTTP client")?;
+    let entropy: Arc<dyn Entropy> = Arc::new(OsEntropy);
+    let transport: Arc<dyn Transport> =
+        Arc::new(ReqwestTransport::new().context("cannot build the HTTP client")?);
+
+    let simulator = Simulator::new(SimulatorParts {
+        clock: Arc::clone(&clock),
+        scheduler: scheduler.clone(),
+        entropy: Arc::clone(&entropy),
+        transport: Arc::clone(&transport),
+        public_base_url: simulator_public.clone(),
+        alipay: alipay.as_ref().map(|a| AlipayMockConfig {
+            alipay_private_key_pem: a.platform.private_pkcs8_pem.clone(),
+            apps: vec![AlipayApp {
+                app_id: a.app_id.clone(),
+                app_public_key_pem: a.app.public_pem.clone(),
+            }],
+            seller_id: a.seller_id.clone(),
+        }),
+    })
+    .context("cannot start the mock channels")?;
+
+    let mut adapters = Adapters::new();
+    if let Some(a) = &alipay {
+        let adapter = AlipayAdapter::new(AlipayConfig {
+            app_id: a.app_id.clone(),
+            app_private_key_pem: a.app.private_pkcs8_pem.clone(),
+            alipay_public_key_pem: a.platform.public_pem.clone(),
+            gateway_url: format!("{simulator_public}/alipay/gateway.do"),
+            seller_id: Some(a.seller_id.clone()),
+        })
+        .map_err(|e| anyhow::anyhow!("cannot configure the Alipay adapter: {e}"))?;
+        adapters = adapters.with(Arc::new(adapter));
+    }
     let gateway = Gateway::new(GatewayParts {
         store,
         clock,
-        entropy: Arc::new(OsEntropy),
-        // Channel adapters are configured here as each channel lands (Alipay, WeChat Pay,
-        // UnionPay); until then orders for them are refused with `channel_not_configured`.
-        adapters: Adapters::new(),
-        transport: Arc::new(transport),
+        entropy,
+        adapters,
+        transport,
         scheduler: scheduler.clone(),
         config: config.gateway.clone(),
     })
@@ -81,41 +158,51 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         .context("cannot recover scheduled follow-ups")?;
     tracing::info!(orders, refunds, "follow-ups recovered");
 
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let address = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
-    let base = format!("http://{address}");
-
-    let description = sandbox_description(&config, &base, &gateway);
+    let description = sandbox_description(
+        &config,
+        &gateway_base,
+        &simulator_public,
+        alipay.as_ref(),
+        &gateway,
+    );
     let path = config.data_dir.join("sandbox.json");
     let text = serde_json::to_string_pretty(&description)?;
     std::fs::write(&path, format!("{text}\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!("{text}");
-    tracing::info!(%base, sandbox = %path.display(), "paysim sandbox is up");
+    tracing::info!(gateway = %gateway_base, simulator = %simulator_base, sandbox = %path.display(), "paysim sandbox is up");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let driver_stop = wait_for(stop_rx.clone());
     #[allow(
         clippy::disallowed_methods,
         reason = "the sandbox's scheduler driver is the one long-lived task that runs scheduled business work"
     )]
-    let driver = tokio::spawn(determinism::drive_on_system_clock(scheduler, driver_stop));
+    let driver = tokio::spawn(determinism::drive_on_system_clock(
+        scheduler,
+        wait_for(stop_rx.clone()),
+    ));
 
-    let server =
-        axum::serve(listener, gateway_core::app(gateway)).with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stop_tx.send(true);
-        });
+    let gateway_server = axum::serve(gateway_listener, gateway_core::app(gateway))
+        .with_graceful_shutdown(wait_for(stop_rx.clone()));
+    let simulator_server = axum::serve(simulator_listener, simulator::app(simulator))
+        .with_graceful_shutdown(wait_for(stop_rx.clone()));
+    let servers = async move {
+        let (gateway, simulator) = tokio::join!(gateway_server, simulator_server);
+        gateway.context("gateway server error")?;
+        simulator.context("mock channel server error")?;
+        anyhow::Ok(())
+    };
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let mut server_stop = stop_rx.clone();
-    let serve = async move { server.await.context("server error") };
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+        std::future::pending::<()>().await;
+    };
     tokio::select! {
-        result = serve => result?,
+        result = servers => result?,
+        () = signal => {},
         () = async move {
             let _ = server_stop.wait_for(|stopped| *stopped).await;
             // After the signal, in-flight requests get `grace` to finish.
@@ -161,7 +248,32 @@ async fn shutdown_signal() {
 
 /// The machine-readable description of the sandbox (documented in the README): every endpoint
 /// it serves and every credential a client needs.
-fn sandbox_description(config: &Config, base: &str, gateway: &Gateway) -> serde_json::Value {
+fn sandbox_description(
+    config: &Config,
+    base: &str,
+    simulator: &str,
+    alipay: Option<&AlipaySetup>,
+    gateway: &Gateway,
+) -> serde_json::Value {
+    let mut channels = serde_json::Map::new();
+    if let Some(a) = alipay {
+        channels.insert(
+            "alipay".to_owned(),
+            json!({
+                "configured": true,
+                "gateway_url": format!("{simulator}/alipay/gateway.do"),
+                "app_id": a.app_id,
+                "seller_id": a.seller_id,
+                "sign_type": "RSA2",
+                "app_private_key_pkcs8_file": a.app.private_pkcs8.display().to_string(),
+                "app_private_key_pkcs1_file": a.app.private_pkcs1.display().to_string(),
+                "app_public_key_file": a.app.public.display().to_string(),
+                "alipay_public_key_file": a.platform.public.display().to_string(),
+                "notify_url": format!("{}/notify/alipay", config.gateway.public_base_url),
+                "control_url": format!("{simulator}/_paysim/alipay"),
+            }),
+        );
+    }
     json!({
         "paysim_version": env!("CARGO_PKG_VERSION"),
         "format": 1,
@@ -182,13 +294,13 @@ fn sandbox_description(config: &Config, base: &str, gateway: &Gateway) -> serde_
             },
             "authentication": "none yet: requests name their merchant with merchant_id",
         },
+        "simulator": {
+            "base_url": simulator,
+            "control_url": format!("{simulator}/_paysim"),
+            "fault_catalogue_url": format!("{simulator}/_paysim/faults/catalogue"),
+        },
         "merchants": [{ "id": gateway_core::ids::sandbox_merchant().to_string(), "name": "Sandbox merchant" }],
-        "channels": gateway
-            .adapters()
-            .configured()
-            .iter()
-            .map(|c| (c.as_str().to_owned(), json!({ "configured": true })))
-            .collect::<serde_json::Map<_, _>>(),
+        "channels": channels,
         "store": { "backend": gateway.store().backend().to_string(), "url": redact(&config.database_url) },
         "data_dir": config.data_dir.display().to_string(),
         "clock": { "scale": config.clock_scale },

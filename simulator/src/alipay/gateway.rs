@@ -1,0 +1,366 @@
+//! `/alipay/gateway.do`: reads the request in every shape real SDKs send (GET with all
+//! params in the query; POST with common params in the query and `biz_content` in a form
+//! body; absolute-form targets), checks the common parameters and the RSA2 signature, applies
+//! armed faults, runs the API and answers a signed node — errors included, never a 500
+//! unless a fault asks for one.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::keys::VerifyError;
+use super::trade::Call;
+use super::wire::{self, ApiError, Node, Params};
+use super::{AlipayMock, Exchange, MAX_EXCHANGES, METHODS};
+use crate::control::SignatureVerdict;
+use crate::faults::{FaultKind, FiredFault};
+
+/// What the gateway sends back.
+enum Reply {
+    /// A signed node (`corrupt_signature`: the bad_response_signature fault).
+    Node { node: Node, corrupt_signature: bool },
+    /// The http_500 fault.
+    Http500,
+}
+
+pub(super) async fn handle(
+    State(mock): State<Arc<AlipayMock>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::GET && method != Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, POST")],
+            "gateway.do accepts GET and POST",
+        )
+            .into_response();
+    }
+    let now_ms = mock.now_ms();
+    let params = Params::from_parts(uri.query(), form_body(&headers, &body));
+    let api = params.non_empty("method").map(str::to_owned);
+    let mut exchange = Exchange {
+        at_ms: now_ms,
+        http_method: method.as_str().to_owned(),
+        api: api.clone(),
+        app_id: params.non_empty("app_id").map(str::to_owned),
+        out_trade_no: None,
+        signature: SignatureVerdict {
+            verdict: "not_checked".into(),
+            reason: None,
+        },
+        http_status: 200,
+        code: None,
+        sub_code: None,
+        fault: None,
+    };
+    let reply = mock.answer(&params, now_ms, &mut exchange);
+    let response = match reply {
+        Reply::Node {
+            node,
+            corrupt_signature,
+        } => {
+            exchange.code = node.get("code").and_then(Value::as_str).map(str::to_owned);
+            exchange.sub_code = node
+                .get("sub_code")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let node_json = node.to_json();
+            let sign = if corrupt_signature {
+                // A well-formed signature over other bytes: it parses, but never verifies.
+                mock.signing_key
+                    .sign_base64(format!("{node_json}#tampered").as_bytes())
+            } else {
+                mock.signing_key.sign_base64(node_json.as_bytes())
+            };
+            let text = wire::response_body(&wire::node_name(api.as_deref()), &node_json, &sign);
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
+                text,
+            )
+                .into_response()
+        }
+        Reply::Http500 => {
+            exchange.http_status = 500;
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "text/plain;charset=utf-8")],
+                "Internal Server Error (paysim fault http_500)",
+            )
+                .into_response()
+        }
+    };
+    let mut state = mock.lock();
+    if state.exchanges.len() >= MAX_EXCHANGES {
+        state.exchanges.remove(0);
+    }
+    state.exchanges.push(exchange);
+    response
+}
+
+/// The body's parameters: form-encoded bodies (and, leniently, bodies without a content
+/// type); anything else (multipart uploads, JSON) is not read.
+fn form_body<'b>(headers: &HeaderMap, body: &'b Bytes) -> Option<&'b [u8]> {
+    if body.is_empty() {
+        return None;
+    }
+    match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => Some(body),
+        Some(content_type)
+            if content_type
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded") =>
+        {
+            Some(body)
+        }
+        Some(_) => None,
+    }
+}
+
+impl AlipayMock {
+    fn answer(&self, params: &Params, now_ms: i64, exchange: &mut Exchange) -> Reply {
+        let checked = match self.check_request(params, exchange) {
+            Ok(checked) => checked,
+            Err(error) => {
+                return Reply::Node {
+                    node: error.into_node(),
+                    corrupt_signature: false,
+                }
+            }
+        };
+        let fault = self.faults.take_for_request(checked.method);
+        exchange.fault = fault.as_ref().map(|f| f.kind.name().to_owned());
+        let call = Call {
+            method: checked.method,
+            app_id: checked.app_id,
+            notify_url: params.non_empty("notify_url"),
+            biz: &checked.biz,
+            now_ms,
+        };
+        let mut run = || {
+            let (node, out_trade_no) = match self.execute(&call) {
+                Ok(executed) => (executed.node, executed.out_trade_no),
+                Err((error, out_trade_no)) => (error.into_node(), out_trade_no),
+            };
+            exchange.out_trade_no = out_trade_no;
+            node
+        };
+        match fault {
+            None => Reply::Node {
+                node: run(),
+                corrupt_signature: false,
+            },
+            Some(fault) => {
+                if fault.param_bool("executed") || fault.kind == FaultKind::BadResponseSignature {
+                    let node = run();
+                    if fault.kind == FaultKind::BadResponseSignature {
+                        return Reply::Node {
+                            node,
+                            corrupt_signature: true,
+                        };
+                    }
+                }
+                faulted_reply(&fault)
+            }
+        }
+    }
+
+    /// The common-parameter checks, in a fixed order, ending with the signature.
+    fn check_request<'p>(
+        &self,
+        params: &'p Params,
+        exchange: &mut Exchange,
+    ) -> Result<Checked<'p>, ApiError> {
+        let method = params
+            .non_empty("method")
+            .ok_or_else(|| ApiError::missing("isv.missing-method", "缺少方法名参数"))?;
+        let app_id = params
+            .non_empty("app_id")
+            .ok_or_else(|| ApiError::missing("isv.missing-app-id", "缺少AppID参数"))?;
+        let key = self
+            .apps
+            .get(app_id)
+            .ok_or_else(|| ApiError::invalid("isv.invalid-app-id", "无效的AppID参数"))?;
+        if !METHODS.contains(&method) {
+            return Err(ApiError::invalid(
+                "isv.invalid-method",
+                format!("不存在的方法名: {method} is not implemented by the mock"),
+            ));
+        }
+        let Some(sign) = params.non_empty("sign") else {
+            exchange.signature = SignatureVerdict {
+                verdict: "missing".into(),
+                reason: Some("no sign parameter".into()),
+            };
+            return Err(ApiError::missing("isv.missing-signature", "缺少签名参数"));
+        };
+        let sign_type = params
+            .non_empty("sign_type")
+            .ok_or_else(|| ApiError::missing("isv.missing-signature-type", "缺少签名类型参数"))?;
+        if sign_type != "RSA2" {
+            // Legacy RSA (SHA1withRSA) is refused rather than accepted unverified.
+            return Err(ApiError::invalid(
+                "isv.invalid-signature-type",
+                format!("无效的签名类型参数: {sign_type} (the mock supports RSA2 only)"),
+            ));
+        }
+        let timestamp = params
+            .non_empty("timestamp")
+            .ok_or_else(|| ApiError::missing("isv.missing-timestamp", "缺少时间戳参数"))?;
+        // Format only: Alipay publishes no clock-skew limit (notes A1).
+        if wire::parse_beijing(timestamp).is_none() {
+            return Err(ApiError::invalid(
+                "isv.invalid-timestamp",
+                "非法的时间戳参数: 时间参数格式yyyy-MM-dd HH:mm:ss",
+            ));
+        }
+        let version = params
+            .non_empty("version")
+            .ok_or_else(|| ApiError::missing("isv.missing-version", "缺少版本参数"))?;
+        if version != "1.0" {
+            return Err(ApiError::invalid(
+                "isv.invalid-parameter",
+                "参数无效: version must be 1.0",
+            ));
+        }
+        if let Some(charset) = params.non_empty("charset") {
+            if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+                return Err(ApiError::invalid(
+                    "isv.invalid-charset",
+                    format!("字符集错误: {charset} (the mock supports utf-8 only)"),
+                ));
+            }
+        }
+        if let Some(format) = params.non_empty("format") {
+            if !format.eq_ignore_ascii_case("json") {
+                return Err(ApiError::invalid(
+                    "isv.invalid-format",
+                    "无效的数据格式: format must be JSON",
+                ));
+            }
+        }
+        if params.non_empty("encrypt_type").is_some() {
+            return Err(ApiError::invalid(
+                "isv.invalid-encrypt-type",
+                "无效的加密类型参数: content encryption is not supported by the mock",
+            ));
+        }
+        let content = params.request_sign_content();
+        match key.verify_base64(content.as_bytes(), sign) {
+            Ok(()) => {
+                exchange.signature = SignatureVerdict {
+                    verdict: "valid".into(),
+                    reason: None,
+                };
+            }
+            Err(error) => {
+                let reason = match error {
+                    VerifyError::NotBase64 => "sign is not base64",
+                    VerifyError::Mismatch => "signature does not match the app public key",
+                };
+                exchange.signature = SignatureVerdict {
+                    verdict: "invalid".into(),
+                    reason: Some(format!("{reason}; signed string: {content}")),
+                };
+                return Err(ApiError::invalid(
+                    "isv.invalid-signature",
+                    format!(
+                        "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，网关生成的验签字符串为：{content}"
+                    ),
+                ));
+            }
+        }
+        let biz = match params.get("biz_content") {
+            None | Some("") => Map::new(),
+            Some(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(map)) => map,
+                Ok(_) => {
+                    return Err(ApiError::invalid(
+                        "isv.invalid-parameter",
+                        "参数无效: biz_content must be a JSON object",
+                    ))
+                }
+                Err(error) => {
+                    return Err(ApiError::invalid(
+                        "isv.invalid-parameter",
+                        format!("参数无效: biz_content is not valid JSON ({error})"),
+                    ))
+                }
+            },
+        };
+        Ok(Checked {
+            method,
+            app_id,
+            biz,
+        })
+    }
+}
+
+/// A request that passed the common checks.
+struct Checked<'p> {
+    method: &'p str,
+    app_id: &'p str,
+    biz: Map<String, Value>,
+}
+
+/// The answer an `error_code`, `system_error` or `http_500` fault substitutes.
+fn faulted_reply(fault: &FiredFault) -> Reply {
+    match fault.kind {
+        FaultKind::Http500 => Reply::Http500,
+        FaultKind::SystemError => Reply::Node {
+            node: ApiError::system_error().into_node(),
+            corrupt_signature: false,
+        },
+        FaultKind::ErrorCode => {
+            let code = fault.param_str("code").unwrap_or_else(|| "40004".into());
+            let msg = fault
+                .param_str("msg")
+                .unwrap_or_else(|| default_msg(&code).into());
+            let sub_code = fault
+                .param_str("sub_code")
+                .unwrap_or_else(|| "ACQ.SYSTEM_ERROR".into());
+            let sub_msg = fault
+                .param_str("sub_msg")
+                .unwrap_or_else(|| "系统错误".into());
+            Reply::Node {
+                node: ApiError::custom(&code, &msg, &sub_code, &sub_msg),
+                corrupt_signature: false,
+            }
+        }
+        // Notification faults never reach the request path (the board filters by scope);
+        // answering normally would hide that, so this is a system error too.
+        FaultKind::BadResponseSignature
+        | FaultKind::DuplicateNotification
+        | FaultKind::ForgedNotification
+        | FaultKind::TamperedNotificationAmount
+        | FaultKind::DropNotification => Reply::Node {
+            node: ApiError::system_error().into_node(),
+            corrupt_signature: false,
+        },
+    }
+}
+
+/// The public `msg` of each top-level code (notes A2.4).
+fn default_msg(code: &str) -> &'static str {
+    match code {
+        "10000" => "Success",
+        "20000" => "Service Currently Unavailable",
+        "20001" => "Insufficient Token Permissions",
+        "40001" => "Missing Required Arguments",
+        "40002" => "Invalid Arguments",
+        "40003" => "Insufficient Conditions",
+        "40006" => "Insufficient Permissions",
+        _ => "Business Failed",
+    }
+}

@@ -1,0 +1,399 @@
+//! The mock Alipay OpenAPI gateway (`/alipay/gateway.do`): request verification, trades in
+//! memory, expiry and signed notifications on the shared scheduler, and the control-plane
+//! views of all of it. Protocol source: `shared/protocols/alipay.md`, official docs first.
+
+mod gateway;
+mod keys;
+mod notify;
+mod trade;
+mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use axum::routing::{any, get};
+use axum::Router;
+use determinism::{format_rfc3339, Clock, Entropy, EntropyExt, Scheduler, Transport, UnixMillis};
+
+use crate::control::{
+    trade_not_found, BuyerAction, ChannelSummary, ControlError, ExchangeView, MockChannel,
+    RefundView, SettlementView, SignatureVerdict, TradeView,
+};
+use crate::faults::FaultBoard;
+use crate::money::format_yuan;
+use crate::{SimulatorError, SimulatorParts};
+
+pub use keys::{SigningKey, VerifyingKey};
+use trade::Trade;
+
+/// Configuration of the mock Alipay gateway.
+#[derive(Clone)]
+pub struct AlipayMockConfig {
+    /// The gateway's private key (signs responses and notifications): PKCS#1 or PKCS#8 PEM.
+    pub alipay_private_key_pem: String,
+    /// The merchant apps it serves.
+    pub apps: Vec<AlipayApp>,
+    /// The merchant's Alipay user id (`2088` + 12 digits), reported as `seller_id`.
+    pub seller_id: String,
+}
+
+impl std::fmt::Debug for AlipayMockConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlipayMockConfig")
+            .field("alipay_private_key_pem", &"<redacted>")
+            .field("apps", &self.apps)
+            .field("seller_id", &self.seller_id)
+            .finish()
+    }
+}
+
+/// One merchant app registered with the mock gateway.
+#[derive(Debug, Clone)]
+pub struct AlipayApp {
+    pub app_id: String,
+    /// The app's public key: SPKI PEM or bare base64 SPKI.
+    pub app_public_key_pem: String,
+}
+
+/// The API methods the mock implements (also the valid request-fault targets).
+pub const METHODS: [&str; 8] = [
+    "alipay.trade.precreate",
+    "alipay.trade.create",
+    "alipay.trade.pay",
+    "alipay.trade.query",
+    "alipay.trade.close",
+    "alipay.trade.cancel",
+    "alipay.trade.refund",
+    "alipay.trade.fastpay.refund.query",
+];
+
+/// One request as recorded for `GET /_paysim/alipay/exchanges`.
+#[derive(Debug, Clone)]
+struct Exchange {
+    at_ms: UnixMillis,
+    http_method: String,
+    api: Option<String>,
+    app_id: Option<String>,
+    out_trade_no: Option<String>,
+    signature: SignatureVerdict,
+    http_status: u16,
+    code: Option<String>,
+    sub_code: Option<String>,
+    fault: Option<String>,
+}
+
+/// Everything mutable, behind one lock (never held across an await).
+#[derive(Debug, Default)]
+struct State {
+    /// Keyed by out_trade_no: unique per merchant (seller), and every app here is one seller's.
+    trades: BTreeMap<String, Trade>,
+    /// trade_no → out_trade_no.
+    by_trade_no: HashMap<String, String>,
+    /// QR token → out_trade_no.
+    by_qr_token: HashMap<String, String>,
+    notifications: Vec<notify::Notification>,
+    exchanges: Vec<Exchange>,
+    next_sequence: u64,
+}
+
+impl State {
+    fn next_sequence(&mut self) -> u64 {
+        self.next_sequence = self.next_sequence.saturating_add(1);
+        self.next_sequence
+    }
+}
+
+/// Caps the exchange log so a long sandbox session cannot grow without bound.
+const MAX_EXCHANGES: usize = 10_000;
+
+/// The mock Alipay gateway.
+pub struct AlipayMock {
+    seller_id: String,
+    apps: BTreeMap<String, VerifyingKey>,
+    signing_key: SigningKey,
+    forger_key: SigningKey,
+    clock: Arc<dyn Clock>,
+    scheduler: Scheduler,
+    entropy: Arc<dyn Entropy>,
+    transport: Arc<dyn Transport>,
+    base_url: String,
+    faults: FaultBoard,
+    state: Mutex<State>,
+    /// Scheduled jobs hold this instead of an `Arc`, so the scheduler does not keep the mock
+    /// alive (and a dropped simulator's pending events become no-ops).
+    this: Weak<AlipayMock>,
+}
+
+impl std::fmt::Debug for AlipayMock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlipayMock")
+            .field("seller_id", &self.seller_id)
+            .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AlipayMock {
+    /// Parses every key once and builds the mock.
+    pub(crate) fn new(
+        config: AlipayMockConfig,
+        parts: &SimulatorParts,
+        base_url: &str,
+    ) -> Result<Arc<Self>, SimulatorError> {
+        let seller_ok = config.seller_id.len() == 16
+            && config.seller_id.starts_with("2088")
+            && config.seller_id.bytes().all(|b| b.is_ascii_digit());
+        if !seller_ok {
+            return Err(SimulatorError::InvalidConfig(format!(
+                "alipay seller_id must be 2088 followed by 12 digits, got {:?}",
+                config.seller_id
+            )));
+        }
+        if config.apps.is_empty() {
+            return Err(SimulatorError::InvalidConfig(
+                "alipay needs at least one app".into(),
+            ));
+        }
+        let signing_key = SigningKey::parse(&config.alipay_private_key_pem, "alipay private key")?;
+        let forger_key = SigningKey::parse(keys::FORGER_PRIVATE_KEY_PEM, "built-in forger key")?;
+        let mut apps = BTreeMap::new();
+        for app in &config.apps {
+            if app.app_id.is_empty() || app.app_id.len() > 32 {
+                return Err(SimulatorError::InvalidConfig(format!(
+                    "alipay app_id must have 1 to 32 characters, got {:?}",
+                    app.app_id
+                )));
+            }
+            let key = VerifyingKey::parse(
+                &app.app_public_key_pem,
+                &format!("public key of app {}", app.app_id),
+            )?;
+            apps.insert(app.app_id.clone(), key);
+        }
+        Ok(Arc::new_cyclic(|this| Self {
+            seller_id: config.seller_id,
+            apps,
+            signing_key,
+            forger_key,
+            clock: Arc::clone(&parts.clock),
+            scheduler: parts.scheduler.clone(),
+            entropy: Arc::clone(&parts.entropy),
+            transport: Arc::clone(&parts.transport),
+            base_url: base_url.to_owned(),
+            faults: FaultBoard::new(),
+            state: Mutex::new(State::default()),
+            this: this.clone(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before anything can panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now_ms(&self) -> UnixMillis {
+        self.clock.now_ms()
+    }
+
+    /// `2088` + 12 digits from the entropy.
+    fn user_id(&self) -> String {
+        format!("2088{:012}", self.entropy.uniform_below(1_000_000_000_000))
+    }
+
+    /// A 28-digit trade number: Beijing date, `22001`, 15 digits from the entropy.
+    fn new_trade_no(&self, now_ms: UnixMillis) -> String {
+        format!(
+            "{}22001{:015}",
+            wire::beijing_compact_date(now_ms),
+            self.entropy.uniform_below(1_000_000_000_000_000)
+        )
+    }
+
+    fn trade_view(&self, state: &State, trade: &Trade) -> TradeView {
+        TradeView {
+            channel: "alipay".into(),
+            app_id: trade.app_id.clone(),
+            merchant_id: self.seller_id.clone(),
+            out_trade_no: trade.out_trade_no.clone(),
+            trade_no: trade.exists().then(|| trade.trade_no.clone()),
+            product: trade.product.name().into(),
+            amount: format_yuan(trade.total_minor),
+            amount_minor: trade.total_minor,
+            currency: "CNY".into(),
+            state: trade.status.name().into(),
+            exists_at_channel: trade.exists(),
+            refunded_minor: trade.refunded_minor,
+            refunded_amount: format_yuan(trade.refunded_minor),
+            created_at: trade.gmt_create_ms.map(format_rfc3339),
+            paid_at: trade.paid_ms.map(format_rfc3339),
+            closed_at: trade.closed_ms.map(format_rfc3339),
+            expires_at: trade.expires_at_ms.map(format_rfc3339),
+            notifications: trade
+                .notifications
+                .iter()
+                .filter_map(|&index| state.notifications.get(index))
+                .map(notify::Notification::view)
+                .collect(),
+        }
+    }
+}
+
+/// The Alipay routes: the gateway and the QR-code landing page.
+pub(crate) fn router(mock: Arc<AlipayMock>) -> Router {
+    Router::new()
+        .route("/alipay/gateway.do", any(gateway::handle))
+        .route(
+            "/alipay/qr/{token}",
+            get(trade::qr_page).post(trade::qr_action),
+        )
+        .with_state(mock)
+}
+
+impl MockChannel for AlipayMock {
+    fn name(&self) -> &'static str {
+        "alipay"
+    }
+
+    fn summary(&self) -> ChannelSummary {
+        ChannelSummary {
+            name: "alipay".into(),
+            protocol: "Alipay OpenAPI (gateway.do, RSA2)".into(),
+            endpoint: format!("{}/alipay/gateway.do", self.base_url),
+            fault_targets: METHODS.iter().map(|m| (*m).to_owned()).collect(),
+            merchants: self.apps.keys().cloned().collect(),
+        }
+    }
+
+    fn trades(&self) -> Vec<TradeView> {
+        let mut state = self.lock();
+        trade::close_refund_windows(&mut state, self.now_ms());
+        let mut trades: Vec<&Trade> = state.trades.values().collect();
+        trades.sort_by_key(|trade| trade.sequence);
+        trades
+            .into_iter()
+            .map(|trade| self.trade_view(&state, trade))
+            .collect()
+    }
+
+    fn trade(&self, out_trade_no: &str) -> Option<TradeView> {
+        let mut state = self.lock();
+        trade::close_refund_windows(&mut state, self.now_ms());
+        state
+            .trades
+            .get(out_trade_no)
+            .map(|trade| self.trade_view(&state, trade))
+    }
+
+    fn buyer_action(
+        &self,
+        out_trade_no: &str,
+        action: BuyerAction,
+    ) -> Result<TradeView, ControlError> {
+        let now_ms = self.now_ms();
+        let mut state = self.lock();
+        if !state.trades.contains_key(out_trade_no) {
+            return Err(trade_not_found(out_trade_no));
+        }
+        self.apply_buyer_action(&mut state, out_trade_no, action, now_ms)?;
+        state
+            .trades
+            .get(out_trade_no)
+            .map(|trade| self.trade_view(&state, trade))
+            .ok_or_else(|| trade_not_found(out_trade_no))
+    }
+
+    fn refunds(&self) -> Vec<RefundView> {
+        let state = self.lock();
+        let mut refunds: Vec<(u64, RefundView)> = Vec::new();
+        for trade in state.trades.values() {
+            for refund in &trade.refunds {
+                refunds.push((
+                    refund.sequence,
+                    RefundView {
+                        channel: "alipay".into(),
+                        out_trade_no: trade.out_trade_no.clone(),
+                        trade_no: trade.trade_no.clone(),
+                        out_request_no: refund.out_request_no.clone(),
+                        amount: format_yuan(refund.amount_minor),
+                        amount_minor: refund.amount_minor,
+                        currency: "CNY".into(),
+                        state: "REFUND_SUCCESS".into(),
+                        refunded_at: format_rfc3339(refund.at_ms),
+                    },
+                ));
+            }
+        }
+        refunds.sort_by_key(|(sequence, _)| *sequence);
+        refunds.into_iter().map(|(_, view)| view).collect()
+    }
+
+    fn faults(&self) -> &FaultBoard {
+        &self.faults
+    }
+
+    fn fault_targets(&self) -> Vec<&'static str> {
+        METHODS.to_vec()
+    }
+
+    fn exchanges(&self) -> Vec<ExchangeView> {
+        let state = self.lock();
+        state
+            .exchanges
+            .iter()
+            .enumerate()
+            .map(|(index, exchange)| ExchangeView {
+                sequence: u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1),
+                at: format_rfc3339(exchange.at_ms),
+                at_ms: exchange.at_ms,
+                http_method: exchange.http_method.clone(),
+                api: exchange.api.clone(),
+                app_id: exchange.app_id.clone(),
+                out_trade_no: exchange.out_trade_no.clone(),
+                signature: exchange.signature.clone(),
+                http_status: exchange.http_status,
+                code: exchange.code.clone(),
+                sub_code: exchange.sub_code.clone(),
+                fault: exchange.fault.clone(),
+            })
+            .collect()
+    }
+
+    fn settlements(&self, date: time::Date) -> SettlementView {
+        let state = self.lock();
+        let (mut paid_count, mut paid_minor, mut refund_count, mut refunded_minor) =
+            (0_u64, 0_i64, 0_u64, 0_i64);
+        for trade in state.trades.values() {
+            if let Some(paid_ms) = trade.paid_ms {
+                if wire::beijing_date(paid_ms) == date {
+                    paid_count += 1;
+                    paid_minor = paid_minor.saturating_add(trade.total_minor);
+                }
+            }
+            for refund in &trade.refunds {
+                if wire::beijing_date(refund.at_ms) == date {
+                    refund_count += 1;
+                    refunded_minor = refunded_minor.saturating_add(refund.amount_minor);
+                }
+            }
+        }
+        let net_minor = paid_minor.saturating_sub(refunded_minor);
+        SettlementView {
+            channel: "alipay".into(),
+            date: format!(
+                "{:04}-{:02}-{:02}",
+                date.year(),
+                u8::from(date.month()),
+                date.day()
+            ),
+            currency: "CNY".into(),
+            paid_count,
+            paid_minor,
+            paid_amount: format_yuan(paid_minor),
+            refund_count,
+            refunded_minor,
+            refunded_amount: format_yuan(refunded_minor),
+            net_minor,
+            net_amount: format_yuan(net_minor),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Asynchronous notifications (`notify_type=trade_status_sync`): a signed form POST to the
+//! trade's `notify_url` through the Transport, acknowledged only by the exact body `success`,
+//! otherwise re-sent after 4m, 10m, 10m, 1h, 2h, 6h, 15h (8 attempts in about 25 h, notes A4).
+//! Every attempt is a job on the scheduler, never a free spawn.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use determinism::{format_rfc3339, job, EntropyExt, UnixMillis};
+use http::header::CONTENT_TYPE;
+
+use super::trade::TradeStatus;
+use super::wire;
+use super::{AlipayMock, State};
+use crate::control::{AttemptView, NotificationView};
+use crate::faults::{FaultKind, FiredFault};
+use crate::money::{format_yuan, parse_yuan};
+
+/// Delay before attempt n+2, after attempt n+1 failed (attempt 1 is immediate).
+const RETRY_DELAYS_MS: [i64; 7] = [
+    4 * 60_000,
+    10 * 60_000,
+    10 * 60_000,
+    3_600_000,
+    2 * 3_600_000,
+    6 * 3_600_000,
+    15 * 3_600_000,
+];
+/// How long one attempt may take before it counts as failed. Not published by Alipay;
+/// 15 s is a common merchant-side budget. In-process calls do not enforce it.
+const NOTIFY_TIMEOUT_MS: u64 = 15_000;
+/// Longest body excerpt kept per attempt.
+const EXCERPT_CHARS: usize = 200;
+/// Upper bound on `duplicate_notification` copies, so a typo cannot flood a merchant.
+const MAX_COPIES: u64 = 10;
+
+/// What caused a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    Payment,
+    Refund {
+        out_request_no: String,
+        at_ms: UnixMillis,
+    },
+    Close,
+}
+
+impl NotifyEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            NotifyEvent::Payment => "payment",
+            NotifyEvent::Refund { .. } => "refund",
+            NotifyEvent::Close => "close",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Pending,
+    Acknowledged,
+    GivenUp,
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    attempt: u32,
+    at_ms: UnixMillis,
+    http_status: Option<u16>,
+    body_excerpt: String,
+    error: Option<String>,
+    accepted: bool,
+    fault: Option<&'static str>,
+}
+
+/// One notification and its delivery history.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    index: usize,
+    notify_id: String,
+    url: String,
+    event: &'static str,
+    status: &'static str,
+    /// Every field except notify_time, sign_type and sign, which each attempt adds.
+    params: BTreeMap<String, String>,
+    delivery: Delivery,
+    next_attempt_ms: Option<UnixMillis>,
+    attempts: Vec<Attempt>,
+}
+
+impl Notification {
+    pub fn view(&self) -> NotificationView {
+        NotificationView {
+            id: format!("ntf_{}", self.index + 1),
+            notify_id: self.notify_id.clone(),
+            url: self.url.clone(),
+            event: self.event.into(),
+            status: self.status.into(),
+            state: match self.delivery {
+                Delivery::Pending => "pending",
+                Delivery::Acknowledged => "acknowledged",
+                Delivery::GivenUp => "given_up",
+            }
+            .into(),
+            next_attempt_at: self.next_attempt_ms.map(format_rfc3339),
+            attempts: self
+                .attempts
+                .iter()
+                .map(|attempt| AttemptView {
+                    attempt: attempt.attempt,
+                    at: format_rfc3339(attempt.at_ms),
+                    at_ms: attempt.at_ms,
+                    http_status: attempt.http_status,
+                    body_excerpt: attempt.body_excerpt.clone(),
+                    error: attempt.error.clone(),
+                    accepted: attempt.accepted,
+                    fault: attempt.fault.map(str::to_owned),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One copy to send in an attempt.
+struct Outgoing {
+    body: String,
+}
+
+/// What came back for one copy.
+struct Outcome {
+    http_status: Option<u16>,
+    body_excerpt: String,
+    error: Option<String>,
+    accepted: bool,
+}
+
+impl AlipayMock {
+    /// Queues a notification of the trade's current status if its product notifies that
+    /// status and the trade has a notify_url.
+    pub(super) fn notify_status(
+        &self,
+        state: &mut State,
+        key: &str,
+        event: NotifyEvent,
+        now_ms: UnixMillis,
+    ) {
+        let index = state.notifications.len();
+        let Some(trade) = state.trades.get_mut(key) else {
+            return;
+        };
+        let Some(url) = trade.notify_url.clone() else {
+            return;
+        };
+        if !trade.product.notifies(trade.status) {
+            return;
+        }
+        let paid = if trade.paid_ms.is_some() {
+            trade.total_minor
+        } else {
+            0
+        };
+        let mut params = BTreeMap::new();
+        let mut put = |key: &str, value: String| {
+            // Empty values are never sent: some SDKs sign them, others skip them (notes A4).
+            if !value.is_empty() {
+                params.insert(key.to_owned(), value);
+            }
+        };
+        let notify_id = self.entropy.hex(16);
+        put("notify_type", "trade_status_sync".into());
+        put("notify_id", notify_id.clone());
+        put("app_id", trade.app_id.clone());
+        put("auth_app_id", trade.app_id.clone());
+        put("charset", "utf-8".into());
+        put("version", "1.0".into());
+        put("trade_no", trade.trade_no.clone());
+        put("out_trade_no", trade.out_trade_no.clone());
+        if let Some(buyer) = &trade.buyer {
+            put("buyer_id", buyer.user_id.clone());
+            put("buyer_logon_id", buyer.logon_id.clone());
+        }
+        put("seller_id", self.seller_id.clone());
+        put("trade_status", trade.status.name().into());
+        put("total_amount", format_yuan(trade.total_minor));
+        put("receipt_amount", format_yuan(paid));
+        put("invoice_amount", format_yuan(paid));
+        put("buyer_pay_amount", format_yuan(paid));
+        put("point_amount", "0.00".into());
+        put("subject", trade.subject.clone());
+        put("body", trade.body.clone().unwrap_or_default());
+        put(
+            "passback_params",
+            trade.passback_params.clone().unwrap_or_default(),
+        );
+        if let Some(created_ms) = trade.gmt_create_ms {
+            put("gmt_create", wire::format_beijing(created_ms));
+        }
+        if let Some(paid_ms) = trade.paid_ms {
+            put("gmt_payment", wire::format_beijing(paid_ms));
+            put(
+                "fund_bill_list",
+                format!(
+                    r#"[{{"amount":"{}","fundChannel":"ALIPAYACCOUNT"}}]"#,
+                    format_yuan(paid)
+                ),
+            );
+        }
+        if let NotifyEvent::Refund {
+            out_request_no,
+            at_ms,
+        } = &event
+        {
+            put("refund_fee", format_yuan(trade.refunded_minor));
+            put("gmt_refund", wire::format_beijing_millis(*at_ms));
+            put("out_biz_no", out_request_no.clone());
+        }
+        if trade.status == TradeStatus::TradeClosed {
+            if let Some(closed_ms) = trade.closed_ms {
+                put("gmt_close", wire::format_beijing(closed_ms));
+            }
+        }
+        trade.notifications.push(index);
+        state.notifications.push(Notification {
+            index,
+            notify_id,
+            url,
+            event: event.name(),
+            status: trade.status.name(),
+            params,
+            delivery: Delivery::Pending,
+            next_attempt_ms: Some(now_ms),
+            attempts: Vec::new(),
+        });
+        self.schedule_attempt(index, 1, now_ms);
+    }
+
+    fn schedule_attempt(&self, index: usize, attempt: u32, at_ms: UnixMillis) {
+        let this = self.this.clone();
+        self.scheduler.schedule_at(
+            at_ms,
+            format!("alipay notify ntf_{} attempt {attempt}", index + 1),
+            job(move || async move {
+                if let Some(mock) = this.upgrade() {
+                    mock.deliver(index, attempt).await;
+                }
+            }),
+        );
+    }
+
+    /// Runs one delivery attempt (possibly faulted), records it, schedules the next.
+    async fn deliver(self: Arc<Self>, index: usize, attempt: u32) {
+        let now_ms = self.now_ms();
+        let (url, outgoing, fault) = {
+            let mut state = self.lock();
+            let Some(notification) = state.notifications.get_mut(index) else {
+                return;
+            };
+            if notification.delivery != Delivery::Pending {
+                return;
+            }
+            notification.next_attempt_ms = None;
+            let fault = self.faults.take_for_notification();
+            let outgoing = self.prepare(notification, now_ms, fault.as_ref());
+            (
+                notification.url.clone(),
+                outgoing,
+                fault.map(|f| f.kind.name()),
+            )
+        };
+        let mut outcomes = Vec::new();
+        for copy in outgoing {
+            outcomes.push(self.send(&url, copy).await);
+        }
+        if outcomes.is_empty() {
+            outcomes.push(Outcome {
+                http_status: None,
+                body_excerpt: String::new(),
+                error: Some("not sent: dropped by fault".into()),
+                accepted: false,
+            });
+        }
+        let accepted = outcomes.iter().any(|outcome| outcome.accepted);
+        let next_ms = usize::try_from(attempt)
+            .ok()
+            .and_then(|n| RETRY_DELAYS_MS.get(n.saturating_sub(1)))
+            .map(|delay| now_ms.saturating_add(*delay));
+        let mut state = self.lock();
+        let Some(notification) = state.notifications.get_mut(index) else {
+            return;
+        };
+        for outcome in outcomes {
+            notification.attempts.push(Attempt {
+                attempt,
+                at_ms: now_ms,
+                http_status: outcome.http_status,
+                body_excerpt: outcome.body_excerpt,
+                error: outcome.error,
+                accepted: outcome.accepted,
+                fault,
+            });
+        }
+        if accepted {
+            notification.delivery = Delivery::Acknowledged;
+        } else if let Some(next_ms) = next_ms {
+            notification.next_attempt_ms = Some(next_ms);
+            drop(state);
+            self.schedule_attempt(index, attempt.saturating_add(1), next_ms);
+        } else {
+            notification.delivery = Delivery::GivenUp;
+        }
+    }
+
+    /// The form bodies to send for this attempt: one normally, none when dropped, several
+    /// when duplicated; signed over every field except sign and sign_type (notes A4).
+    fn prepare(
+        &self,
+        notification: &Notification,
+        now_ms: UnixMillis,
+        fault: Option<&FiredFault>,
+    ) -> Vec<Outgoing> {
+        let mut params = notification.params.clone();
+        params.insert("notify_time".into(), wire::format_beijing(now_ms));
+        params.insert("sign_type".into(), "RSA2".into());
+        let content = |params: &BTreeMap<String, String>| {
+            wire::sign_content(
+                params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &["sign", "sign_type"],
+            )
+        };
+        let mut copies = 1;
+        let sign = match fault.map(|f| (f.kind, f)) {
+            Some((FaultKind::DropNotification, _)) => return Vec::new(),
+            Some((FaultKind::DuplicateNotification, fault)) => {
+                copies = fault.param_u64("copies").unwrap_or(2).clamp(1, MAX_COPIES);
+                self.signing_key.sign_base64(content(&params).as_bytes())
+            }
+            Some((FaultKind::ForgedNotification, _)) => {
+                self.forger_key.sign_base64(content(&params).as_bytes())
+            }
+            Some((FaultKind::TamperedNotificationAmount, fault)) => {
+                let genuine = self.signing_key.sign_base64(content(&params).as_bytes());
+                let original = params
+                    .get("total_amount")
+                    .and_then(|t| parse_yuan(t).ok())
+                    .unwrap_or(0);
+                let tampered = fault
+                    .param_str("amount")
+                    .unwrap_or_else(|| format_yuan(original.saturating_add(100)));
+                params.insert("total_amount".into(), tampered);
+                if fault.param_bool("resign") {
+                    self.signing_key.sign_base64(content(&params).as_bytes())
+                } else {
+                    genuine
+                }
+            }
+            Some((
+                FaultKind::BadResponseSignature
+                | FaultKind::ErrorCode
+                | FaultKind::SystemError
+                | FaultKind::Http500,
+                _,
+            ))
+            | None => self.signing_key.sign_base64(content(&params).as_bytes()),
+        };
+        params.insert("sign".into(), sign);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        (0..copies)
+            .map(|_| Outgoing { body: body.clone() })
+            .collect()
+    }
+
+    async fn send(&self, url: &str, outgoing: Outgoing) -> Outcome {
+        let request = http::Request::post(url)
+            .header(
+                CONTENT_TYPE,
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(bytes::Bytes::from(outgoing.body));
+        let request = match request {
+            Ok(request) => request,
+            Err(error) => {
+                return Outcome {
+                    http_status: None,
+                    body_excerpt: String::new(),
+                    error: Some(format!("invalid notify_url {url:?}: {error}")),
+                    accepted: false,
+                }
+            }
+        };
+        match self.transport.send(request, NOTIFY_TIMEOUT_MS).await {
+            Ok(response) => {
+                let status = response.status();
+                let body = response.into_body();
+                Outcome {
+                    http_status: Some(status.as_u16()),
+                    body_excerpt: String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(EXCERPT_CHARS)
+                        .collect(),
+                    error: None,
+                    // Only the 7 bytes `success` acknowledge; anything else means "resend".
+                    accepted: status.is_success() && body.as_ref() == b"success",
+                }
+            }
+            Err(error) => Outcome {
+                http_status: None,
+                body_excerpt: String::new(),
+                error: Some(error.to_string()),
+                accepted: false,
+            },
+        }
+    }
+}

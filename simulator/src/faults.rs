@@ -1,0 +1,363 @@
+//! The protocol fault catalogue and the board of armed faults, shared by every mock channel.
+//!
+//! **Faults are a catalogue** (design note §4.10): each has a name and one doc line, and is
+//! armed through the control plane for a target (an API method, `notify`, or `*`) and a number
+//! of times. Transport faults (reset, delay, truncated body …) are not here: they belong to
+//! the Transport wrapper in `determinism`. These are the faults only a channel can commit.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::control::ControlError;
+
+/// Where a fault acts: on the answer to a merchant's request, or on a notification attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultScope {
+    Request,
+    Notification,
+}
+
+/// Every protocol fault a mock channel can commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    BadResponseSignature,
+    ErrorCode,
+    SystemError,
+    #[serde(rename = "http_500")]
+    Http500,
+    DuplicateNotification,
+    ForgedNotification,
+    TamperedNotificationAmount,
+    DropNotification,
+}
+
+impl FaultKind {
+    /// The whole catalogue, in documentation order.
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::BadResponseSignature,
+        FaultKind::ErrorCode,
+        FaultKind::SystemError,
+        FaultKind::Http500,
+        FaultKind::DuplicateNotification,
+        FaultKind::ForgedNotification,
+        FaultKind::TamperedNotificationAmount,
+        FaultKind::DropNotification,
+    ];
+
+    /// The name used on the control plane.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::BadResponseSignature => "bad_response_signature",
+            FaultKind::ErrorCode => "error_code",
+            FaultKind::SystemError => "system_error",
+            FaultKind::Http500 => "http_500",
+            FaultKind::DuplicateNotification => "duplicate_notification",
+            FaultKind::ForgedNotification => "forged_notification",
+            FaultKind::TamperedNotificationAmount => "tampered_notification_amount",
+            FaultKind::DropNotification => "drop_notification",
+        }
+    }
+
+    /// One line saying what the fault does.
+    pub fn doc(self) -> &'static str {
+        match self {
+            FaultKind::BadResponseSignature => {
+                "The request is processed normally but the response carries a signature that does not verify."
+            }
+            FaultKind::ErrorCode => {
+                "Answer the channel's error with params code/msg/sub_code/sub_msg (default 40004 ACQ.SYSTEM_ERROR) without executing; params.executed=true executes first."
+            }
+            FaultKind::SystemError => {
+                "Answer 'system busy, outcome unknown' (Alipay 20000 ACQ.SYSTEM_ERROR) without executing; params.executed=true executes first."
+            }
+            FaultKind::Http500 => {
+                "Answer HTTP 500 with a plain-text body instead of a protocol response; params.executed=true executes first."
+            }
+            FaultKind::DuplicateNotification => {
+                "Send a notification attempt params.copies times (default 2) back to back."
+            }
+            FaultKind::ForgedNotification => {
+                "Send a notification attempt signed with a key that is not the channel's."
+            }
+            FaultKind::TamperedNotificationAmount => {
+                "Change the amount of a notification attempt after signing it (params.resign=true signs the changed amount correctly; params.amount sets it)."
+            }
+            FaultKind::DropNotification => {
+                "Lose a notification attempt: nothing is sent, the retry schedule goes on."
+            }
+        }
+    }
+
+    /// Whether the fault acts on requests or on notification attempts.
+    pub fn scope(self) -> FaultScope {
+        match self {
+            FaultKind::BadResponseSignature
+            | FaultKind::ErrorCode
+            | FaultKind::SystemError
+            | FaultKind::Http500 => FaultScope::Request,
+            FaultKind::DuplicateNotification
+            | FaultKind::ForgedNotification
+            | FaultKind::TamperedNotificationAmount
+            | FaultKind::DropNotification => FaultScope::Notification,
+        }
+    }
+
+    /// The fault called `name`, if it is in the catalogue.
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+/// The target that matches every request or every notification.
+pub const ANY_TARGET: &str = "*";
+/// The target of notification faults.
+pub const NOTIFY_TARGET: &str = "notify";
+
+/// A request to arm a fault (`POST /_paysim/{channel}/faults`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// An API method of the channel, `notify`, or `*`.
+    pub target: String,
+    /// A name from the catalogue.
+    pub fault: String,
+    /// How many requests or notification attempts it affects (default 1).
+    #[serde(default = "one")]
+    pub times: u32,
+    /// Fault-specific parameters.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// An armed fault as shown on the control plane.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArmedFault {
+    pub id: u64,
+    pub target: String,
+    pub fault: FaultKind,
+    /// How many more times it fires.
+    pub remaining: u32,
+    /// How many times it has fired.
+    pub fired: u32,
+    pub params: Map<String, Value>,
+}
+
+/// A fault that fired for one request or notification attempt.
+#[derive(Debug, Clone)]
+pub struct FiredFault {
+    pub kind: FaultKind,
+    pub params: Map<String, Value>,
+}
+
+impl FiredFault {
+    /// A string parameter, if given as a string (or as a number, written as JSON).
+    pub fn param_str(&self, name: &str) -> Option<String> {
+        match self.params.get(name) {
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::Number(number)) => Some(number.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A boolean parameter (false when absent or not a boolean).
+    pub fn param_bool(&self, name: &str) -> bool {
+        matches!(self.params.get(name), Some(Value::Bool(true)))
+    }
+
+    /// A non-negative integer parameter.
+    pub fn param_u64(&self, name: &str) -> Option<u64> {
+        self.params.get(name).and_then(Value::as_u64)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    armed: Vec<ArmedFault>,
+    next_id: u64,
+}
+
+/// The faults armed on one channel, consumed first-armed-first.
+#[derive(Debug, Default)]
+pub struct FaultBoard {
+    board: Mutex<Board>,
+}
+
+impl FaultBoard {
+    /// An empty board.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Arms `spec` after checking its fault name and that its target suits the fault's
+    /// scope (`request_targets` are the channel's API methods).
+    pub fn arm(
+        &self,
+        spec: FaultSpec,
+        request_targets: &[&str],
+    ) -> Result<ArmedFault, ControlError> {
+        let kind = FaultKind::from_name(&spec.fault).ok_or_else(|| {
+            ControlError::bad_request(
+                "unknown_fault",
+                format!(
+                    "no fault named {:?}; see GET /_paysim/faults/catalogue",
+                    spec.fault
+                ),
+            )
+        })?;
+        let target_ok = spec.target == ANY_TARGET
+            || match kind.scope() {
+                FaultScope::Notification => spec.target == NOTIFY_TARGET,
+                FaultScope::Request => request_targets.contains(&spec.target.as_str()),
+            };
+        if !target_ok {
+            let expected = match kind.scope() {
+                FaultScope::Notification => format!("{NOTIFY_TARGET:?} or \"*\""),
+                FaultScope::Request => format!("\"*\" or one of {request_targets:?}"),
+            };
+            return Err(ControlError::bad_request(
+                "invalid_target",
+                format!(
+                    "fault {} cannot target {:?}; expected {expected}",
+                    kind.name(),
+                    spec.target
+                ),
+            ));
+        }
+        if spec.times == 0 {
+            return Err(ControlError::bad_request(
+                "invalid_times",
+                "times must be at least 1",
+            ));
+        }
+        let mut board = self.lock();
+        board.next_id = board.next_id.saturating_add(1);
+        let armed = ArmedFault {
+            id: board.next_id,
+            target: spec.target,
+            fault: kind,
+            remaining: spec.times,
+            fired: 0,
+            params: spec.params,
+        };
+        board.armed.push(armed.clone());
+        Ok(armed)
+    }
+
+    /// The armed faults (including spent ones, with `remaining` 0), in arming order.
+    pub fn list(&self) -> Vec<ArmedFault> {
+        self.lock().armed.clone()
+    }
+
+    /// Disarms everything. Returns how many entries were removed.
+    pub fn clear(&self) -> usize {
+        let mut board = self.lock();
+        let count = board.armed.len();
+        board.armed.clear();
+        count
+    }
+
+    /// Takes one shot of the first live request fault matching `method`.
+    pub fn take_for_request(&self, method: &str) -> Option<FiredFault> {
+        self.take(FaultScope::Request, method)
+    }
+
+    /// Takes one shot of the first live notification fault.
+    pub fn take_for_notification(&self) -> Option<FiredFault> {
+        self.take(FaultScope::Notification, NOTIFY_TARGET)
+    }
+
+    fn take(&self, scope: FaultScope, target: &str) -> Option<FiredFault> {
+        let mut board = self.lock();
+        let armed = board.armed.iter_mut().find(|armed| {
+            armed.remaining > 0
+                && armed.fault.scope() == scope
+                && (armed.target == ANY_TARGET || armed.target == target)
+        })?;
+        armed.remaining -= 1;
+        armed.fired = armed.fired.saturating_add(1);
+        Some(FiredFault {
+            kind: armed.fault,
+            params: armed.params.clone(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Board> {
+        // Each critical section is a few vector operations; a poisoned board is consistent.
+        self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(target: &str, fault: &str, times: u32) -> FaultSpec {
+        FaultSpec {
+            target: target.into(),
+            fault: fault.into(),
+            times,
+            params: Map::new(),
+        }
+    }
+
+    #[test]
+    fn catalogue_names_round_trip_and_have_docs() {
+        for kind in FaultKind::ALL {
+            assert_eq!(FaultKind::from_name(kind.name()), Some(kind));
+            assert!(!kind.doc().is_empty());
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.name());
+        }
+        assert_eq!(FaultKind::from_name("nope"), None);
+    }
+
+    #[test]
+    fn arms_checks_targets_and_consumes_in_order() {
+        let board = FaultBoard::new();
+        let targets = ["alipay.trade.query"];
+        assert!(board.arm(spec("notify", "http_500", 1), &targets).is_err());
+        assert!(board
+            .arm(spec("alipay.trade.query", "drop_notification", 1), &targets)
+            .is_err());
+        assert!(board.arm(spec("x.y", "http_500", 1), &targets).is_err());
+        assert!(board.arm(spec("*", "nope", 1), &targets).is_err());
+        assert!(board.arm(spec("*", "http_500", 0), &targets).is_err());
+
+        board
+            .arm(spec("alipay.trade.query", "http_500", 2), &targets)
+            .unwrap();
+        board.arm(spec("*", "system_error", 1), &targets).unwrap();
+        board
+            .arm(spec("notify", "drop_notification", 1), &targets)
+            .unwrap();
+
+        let kinds: Vec<_> = (0..4)
+            .map(|_| board.take_for_request("alipay.trade.query").map(|f| f.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                Some(FaultKind::Http500),
+                Some(FaultKind::Http500),
+                Some(FaultKind::SystemError),
+                None
+            ]
+        );
+        assert_eq!(
+            board.take_for_notification().map(|f| f.kind),
+            Some(FaultKind::DropNotification)
+        );
+        assert!(board.take_for_notification().is_none());
+        assert_eq!(board.list().len(), 3);
+        assert_eq!(board.clear(), 3);
+        assert!(board.list().is_empty());
+    }
+}
