@@ -337,6 +337,7 @@ fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow
             default_expiry_ms: default_expiry_seconds * 1000,
             channel_timeout_ms,
             poll_schedule_ms,
+            barcode_poll_schedule_ms: defaults.barcode_poll_schedule_ms,
         },
         gateway_public_base_url_configured,
         simulator_listen,

@@ -10,6 +10,7 @@ use determinism::{job, UnixMillis};
 
 use crate::model::{Order, Refund};
 use crate::service::{Gateway, ServiceError};
+use crate::state::PaymentMethod;
 
 /// Queries of a pending refund, after its creation.
 const REFUND_POLL_MS: [i64; 6] = [10_000, 30_000, 60_000, 300_000, 1_800_000, 3_600_000];
@@ -23,37 +24,29 @@ pub fn schedule_order_followups(gateway: &Gateway, order: &Order) {
 }
 
 fn schedule_order_followups_from(gateway: &Gateway, order: &Order, first_poll_ms: UnixMillis) {
-    let expire = gateway.clone();
-    let id = order.id.clone();
-    gateway.scheduler().schedule_at(
-        order.expires_at_ms,
-        format!("order.expire {id}"),
-        job(move || async move {
-            match expire.close_order(&id, "expiry").await {
-                Ok(_) | Err(ServiceError::NotClosable(_) | ServiceError::NeedsReview(_)) => {}
-                Err(error) => {
-                    // The channel could not confirm: try again a poll interval later.
-                    tracing::warn!(order = %id, %error, "closing an expired order failed; retrying");
-                    let retry_at = expire.now_ms() + last_interval(&expire);
-                    reschedule_expiry(&expire, id, retry_at);
-                }
-            }
-        }),
-    );
+    schedule_expiry(gateway, order.id.clone(), order.expires_at_ms, "expiry");
     schedule_poll(gateway, order, first_poll_ms);
 }
 
-fn reschedule_expiry(gateway: &Gateway, id: crate::ids::OrderId, at_ms: UnixMillis) {
+/// Closes the order at `at_ms` (at the channel first); when the channel cannot confirm, tries
+/// again a poll interval later. `source` names why (`expiry`, `barcode_timeout`).
+fn schedule_expiry(
+    gateway: &Gateway,
+    id: crate::ids::OrderId,
+    at_ms: UnixMillis,
+    source: &'static str,
+) {
     let again = gateway.clone();
     gateway.scheduler().schedule_at(
         at_ms,
-        format!("order.expire {id}"),
+        format!("order.{source} {id}"),
         job(move || async move {
-            if let Err(error) = again.close_order(&id, "expiry").await {
-                if !matches!(error, ServiceError::NotClosable(_) | ServiceError::NeedsReview(_)) {
-                    tracing::warn!(order = %id, %error, "closing an expired order failed; retrying");
+            match again.close_order(&id, source).await {
+                Ok(_) | Err(ServiceError::NotClosable(_) | ServiceError::NeedsReview(_)) => {}
+                Err(error) => {
+                    tracing::warn!(order = %id, %error, source, "closing the order failed; retrying");
                     let retry_at = again.now_ms() + last_interval(&again);
-                    reschedule_expiry(&again, id, retry_at);
+                    schedule_expiry(&again, id, retry_at, source);
                 }
             }
         }),
@@ -72,6 +65,16 @@ fn last_interval(gateway: &Gateway) -> i64 {
 /// The first poll point strictly after `after_ms`: creation + schedule[n]; past the schedule's
 /// end the last interval repeats.
 fn next_poll_due(gateway: &Gateway, order: &Order, after_ms: UnixMillis) -> UnixMillis {
+    if order.method == PaymentMethod::Barcode {
+        // Past the barcode schedule there is no next poll: the order is cancelled instead.
+        return gateway
+            .config()
+            .barcode_poll_schedule_ms
+            .iter()
+            .map(|offset| order.created_at_ms.saturating_add(*offset))
+            .find(|due| *due > after_ms)
+            .unwrap_or(UnixMillis::MAX);
+    }
     let schedule = &gateway.config().poll_schedule_ms;
     for offset in schedule {
         let due = order.created_at_ms.saturating_add(*offset);
@@ -116,7 +119,13 @@ fn schedule_poll(gateway: &Gateway, order: &Order, due_ms: UnixMillis) {
             };
             if order.state.is_open() {
                 let next = next_poll_due(&poller, &order, poller.now_ms());
-                schedule_poll(&poller, &order, next);
+                if next == UnixMillis::MAX {
+                    // A barcode payment the buyer never confirmed: cancel it now rather than
+                    // leave the buyer's money in doubt until the order expires.
+                    schedule_expiry(&poller, id, poller.now_ms(), "barcode_timeout");
+                } else {
+                    schedule_poll(&poller, &order, next);
+                }
             }
         }),
     );

@@ -45,6 +45,10 @@ pub struct GatewayConfig {
     /// When, after creation, an order still paying is queried at its channel (补单); the last
     /// interval then repeats until the order settles or expires.
     pub poll_schedule_ms: Vec<i64>,
+    /// When, after creation, a barcode payment still waiting for the buyer's confirmation is
+    /// queried; after the last query it is cancelled (Alipay's F2F practice: five queries five
+    /// seconds apart, then cancel).
+    pub barcode_poll_schedule_ms: Vec<i64>,
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +59,7 @@ impl Default for GatewayConfig {
             default_expiry_ms: 30 * 60 * 1000,
             channel_timeout_ms: 10_000,
             poll_schedule_ms: vec![5_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000],
+            barcode_poll_schedule_ms: vec![5_000, 10_000, 15_000, 20_000, 25_000],
         }
     }
 }
