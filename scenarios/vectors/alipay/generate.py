@@ -76,6 +76,20 @@ def notify_vector(params: dict) -> dict:
     }
 
 
+def cert_sn(cert_file: str) -> str:
+    """Alipay's certificate SN: md5_hex(issuer DN in RFC 2253 order + decimal serial), read
+    with the openssl CLI."""
+    import hashlib
+
+    out = subprocess.run(
+        ["openssl", "x509", "-in", os.path.join(HERE, "certs", cert_file), "-noout", "-issuer", "-serial",
+         "-nameopt", "RFC2253"],
+        capture_output=True, check=True, text=True,
+    ).stdout
+    fields = dict(line.split("=", 1) for line in out.strip().splitlines())
+    return hashlib.md5((fields["issuer"] + str(int(fields["serial"], 16))).encode("utf-8")).hexdigest()
+
+
 def main() -> None:
     out = sys.argv[1] if len(sys.argv) > 1 else HERE
     os.makedirs(out, exist_ok=True)
@@ -132,6 +146,20 @@ def main() -> None:
             "version": "1.0",
         }),
     }
+    app_sn = cert_sn("app_cert_public_key_2021000000000001.crt")
+    alipay_sn = cert_sn("alipay_cert_public_key_rsa2.crt")
+    root_sn = cert_sn("alipay_root_cert.crt")
+    vectors["cert_sns.json"] = {
+        "description": "certificate SNs: md5(issuer RFC 2253 DN + decimal serial); the root SN joins the SNs of the RSA certificates of the root bundle with _",
+        "app_cert_sn": app_sn,
+        "alipay_cert_sn": alipay_sn,
+        "alipay_root_cert_sn": root_sn,
+    }
+    vectors["request_query_cert_mode.json"] = request_vector(
+        "alipay.trade.query in public-key-certificate mode",
+        dict(common, method="alipay.trade.query", notify_url="", app_cert_sn=app_sn, alipay_root_cert_sn=root_sn,
+             biz_content='{"out_trade_no":"ord_vector0000000000000001"}'),
+    )
     for name, vector in vectors.items():
         with open(os.path.join(out, name), "w", encoding="utf-8") as f:
             json.dump(vector, f, ensure_ascii=False, indent=2, sort_keys=True)
