@@ -187,25 +187,23 @@ impl Tx for PostgresTx {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), DbError> {
-        let client = self
-            .client
-            .take()
-            .ok_or_else(|| DbError::Other("transaction already finished".to_owned()))?;
-        match client.batch_execute("COMMIT").await {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                drop(Object::take(client));
-                Err(map_error(error))
-            }
-        }
+        self.finish("COMMIT").await
     }
 
     async fn rollback(mut self: Box<Self>) -> Result<(), DbError> {
+        self.finish("ROLLBACK").await
+    }
+}
+
+impl PostgresTx {
+    /// Ends the transaction; a connection whose COMMIT or ROLLBACK failed is closed rather than
+    /// returned to the pool in an unknown state.
+    async fn finish(&mut self, sql: &str) -> Result<(), DbError> {
         let client = self
             .client
             .take()
             .ok_or_else(|| DbError::Other("transaction already finished".to_owned()))?;
-        match client.batch_execute("ROLLBACK").await {
+        match client.batch_execute(sql).await {
             Ok(()) => Ok(()),
             Err(error) => {
                 drop(Object::take(client));
