@@ -2,7 +2,8 @@
 //! params in the query; POST with common params in the query and `biz_content` in a form
 //! body; absolute-form targets), checks the common parameters and the RSA2 signature, applies
 //! armed faults, runs the API and answers a signed node — errors included, never a 500
-//! unless a fault asks for one.
+//! unless a fault asks for one. Page and wap pay requests (a buyer's browser) are handed to
+//! the cashier, which answers HTML.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use serde_json::{Map, Value};
 use super::keys::VerifyError;
 use super::trade::Call;
 use super::wire::{self, ApiError, Node, Params};
-use super::{AlipayMock, Exchange, MAX_EXCHANGES, METHODS};
+use super::{AlipayMock, Exchange, APP_PAY_METHOD, BROWSER_METHODS, MAX_EXCHANGES, METHODS};
 use crate::control::SignatureVerdict;
 use crate::faults::{FaultKind, FiredFault};
 
@@ -45,21 +46,13 @@ pub(super) async fn handle(
     let now_ms = mock.now_ms();
     let params = Params::from_parts(uri.query(), form_body(&headers, &body));
     let api = params.non_empty("method").map(str::to_owned);
-    let mut exchange = Exchange {
-        at_ms: now_ms,
-        http_method: method.as_str().to_owned(),
-        api: api.clone(),
-        app_id: params.non_empty("app_id").map(str::to_owned),
-        out_trade_no: None,
-        signature: SignatureVerdict {
-            verdict: "not_checked".into(),
-            reason: None,
-        },
-        http_status: 200,
-        code: None,
-        sub_code: None,
-        fault: None,
-    };
+    let mut exchange = Exchange::new(now_ms, method.as_str(), &params);
+    if api
+        .as_deref()
+        .is_some_and(|api| BROWSER_METHODS.contains(&api))
+    {
+        return mock.open_cashier(&params, now_ms, exchange);
+    }
     let reply = mock.answer(&params, now_ms, &mut exchange);
     let response = match reply {
         Reply::Node {
@@ -97,17 +90,40 @@ pub(super) async fn handle(
                 .into_response()
         }
     };
-    let mut state = mock.lock();
-    if state.exchanges.len() >= MAX_EXCHANGES {
-        state.exchanges.remove(0);
-    }
-    state.exchanges.push(exchange);
+    mock.record_exchange(exchange);
     response
+}
+
+impl Exchange {
+    /// A log entry for a request carrying `params`, before any check.
+    pub(super) fn new(at_ms: i64, http_method: &str, params: &Params) -> Self {
+        Exchange {
+            at_ms,
+            http_method: http_method.to_owned(),
+            api: params.non_empty("method").map(str::to_owned),
+            app_id: params.non_empty("app_id").map(str::to_owned),
+            out_trade_no: None,
+            signature: SignatureVerdict {
+                verdict: "not_checked".into(),
+                reason: None,
+            },
+            http_status: 200,
+            code: None,
+            sub_code: None,
+            fault: None,
+        }
+    }
+
+    /// Notes the answer's code and sub_code.
+    pub(super) fn answered(&mut self, code: &str, sub_code: Option<&str>) {
+        self.code = Some(code.to_owned());
+        self.sub_code = sub_code.map(str::to_owned);
+    }
 }
 
 /// The body's parameters: form-encoded bodies (and, leniently, bodies without a content
 /// type); anything else (multipart uploads, JSON) is not read.
-fn form_body<'b>(headers: &HeaderMap, body: &'b Bytes) -> Option<&'b [u8]> {
+pub(super) fn form_body<'b>(headers: &HeaderMap, body: &'b Bytes) -> Option<&'b [u8]> {
     if body.is_empty() {
         return None;
     }
@@ -129,8 +145,29 @@ fn form_body<'b>(headers: &HeaderMap, body: &'b Bytes) -> Option<&'b [u8]> {
 }
 
 impl AlipayMock {
+    /// Appends to the exchange log (bounded).
+    pub(super) fn record_exchange(&self, exchange: Exchange) {
+        let mut state = self.lock();
+        if state.exchanges.len() >= MAX_EXCHANGES {
+            state.exchanges.remove(0);
+        }
+        state.exchanges.push(exchange);
+    }
+
     fn answer(&self, params: &Params, now_ms: i64, exchange: &mut Exchange) -> Reply {
-        let checked = match self.check_request(params, exchange) {
+        if params.non_empty("method") == Some(APP_PAY_METHOD) {
+            return Reply::Node {
+                node: ApiError::invalid(
+                    "isv.invalid-method",
+                    "不存在的方法名: alipay.trade.app.pay is not a gateway call; the merchant \
+                     signs an order string for the app, which hands it to the wallet \
+                     (simulated at POST /alipay/wallet/app-pay)",
+                )
+                .into_node(),
+                corrupt_signature: false,
+            };
+        }
+        let checked = match self.check_request(params, exchange, &METHODS) {
             Ok(checked) => checked,
             Err(error) => {
                 return Reply::Node {
@@ -176,11 +213,13 @@ impl AlipayMock {
         }
     }
 
-    /// The common-parameter checks, in a fixed order, ending with the signature.
-    fn check_request<'p>(
+    /// The common-parameter checks, in a fixed order, ending with the signature; `accepted`
+    /// lists the methods this entry point serves.
+    pub(super) fn check_request<'p>(
         &self,
         params: &'p Params,
         exchange: &mut Exchange,
+        accepted: &[&str],
     ) -> Result<Checked<'p>, ApiError> {
         let method = params
             .non_empty("method")
@@ -192,7 +231,7 @@ impl AlipayMock {
             .apps
             .get(app_id)
             .ok_or_else(|| ApiError::invalid("isv.invalid-app-id", "无效的AppID参数"))?;
-        if !METHODS.contains(&method) {
+        if !accepted.contains(&method) {
             return Err(ApiError::invalid(
                 "isv.invalid-method",
                 format!("不存在的方法名: {method} is not implemented by the mock"),
@@ -308,10 +347,10 @@ impl AlipayMock {
 }
 
 /// A request that passed the common checks.
-struct Checked<'p> {
-    method: &'p str,
-    app_id: &'p str,
-    biz: Map<String, Value>,
+pub(super) struct Checked<'p> {
+    pub method: &'p str,
+    pub app_id: &'p str,
+    pub biz: Map<String, Value>,
 }
 
 /// The answer an `error_code`, `system_error` or `http_500` fault substitutes.

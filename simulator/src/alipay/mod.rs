@@ -1,17 +1,22 @@
 //! The mock Alipay OpenAPI gateway (`/alipay/gateway.do`): request verification, trades in
-//! memory, expiry and signed notifications on the shared scheduler, and the control-plane
-//! views of all of it. Protocol source: `shared/protocols/alipay.md`, official docs first.
+//! memory, expiry and signed notifications on the shared scheduler, the buyer's cashier
+//! (page/wap pay) and wallet (app pay), trade bills, and the control-plane views of all of it.
+//! Protocol source: `shared/protocols/alipay.md`, official docs first. Endpoints are
+//! documented in `simulator/ALIPAY.md`.
 
+mod bill;
+mod cashier;
 mod gateway;
 mod keys;
 mod notify;
 mod trade;
+mod wallet;
 mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 use determinism::{format_rfc3339, Clock, Entropy, EntropyExt, Scheduler, Transport, UnixMillis};
 
@@ -25,6 +30,8 @@ use crate::{SimulatorError, SimulatorParts};
 
 pub use keys::{SigningKey, VerifyingKey};
 use trade::Trade;
+/// The simulator's own canonicalisation, public so golden vectors can pin it.
+pub use wire::{node_name, response_body, sign_content, Params};
 
 /// Configuration of the mock Alipay gateway.
 #[derive(Clone)]
@@ -55,8 +62,9 @@ pub struct AlipayApp {
     pub app_public_key_pem: String,
 }
 
-/// The API methods the mock implements (also the valid request-fault targets).
-pub const METHODS: [&str; 8] = [
+/// The server-to-server API methods the mock implements on `gateway.do` (also the valid
+/// request-fault targets).
+pub const METHODS: [&str; 9] = [
     "alipay.trade.precreate",
     "alipay.trade.create",
     "alipay.trade.pay",
@@ -65,7 +73,15 @@ pub const METHODS: [&str; 8] = [
     "alipay.trade.cancel",
     "alipay.trade.refund",
     "alipay.trade.fastpay.refund.query",
+    bill::BILL_METHOD,
 ];
+
+/// The methods a buyer's browser opens on `gateway.do` (answered with HTML, no faults).
+pub const BROWSER_METHODS: [&str; 2] = ["alipay.trade.page.pay", "alipay.trade.wap.pay"];
+
+/// The method of an app-pay order string (handed to the simulated wallet, never to
+/// `gateway.do`).
+pub const APP_PAY_METHOD: &str = "alipay.trade.app.pay";
 
 /// One request as recorded for `GET /_paysim/alipay/exchanges`.
 #[derive(Debug, Clone)]
@@ -92,6 +108,10 @@ struct State {
     /// QR token → out_trade_no.
     by_qr_token: HashMap<String, String>,
     notifications: Vec<notify::Notification>,
+    /// Cashier token → the cashier session it opens (page/wap pay).
+    cashiers: HashMap<String, cashier::CashierSession>,
+    /// Bill download token → the bill it serves until it expires.
+    bill_links: HashMap<String, bill::BillLink>,
     exchanges: Vec<Exchange>,
     next_sequence: u64,
 }
@@ -238,7 +258,8 @@ impl AlipayMock {
     }
 }
 
-/// The Alipay routes: the gateway and the QR-code landing page.
+/// The Alipay routes: the gateway, the QR-code landing page, the cashier, the wallet and
+/// bill downloads.
 pub(crate) fn router(mock: Arc<AlipayMock>) -> Router {
     Router::new()
         .route("/alipay/gateway.do", any(gateway::handle))
@@ -246,6 +267,10 @@ pub(crate) fn router(mock: Arc<AlipayMock>) -> Router {
             "/alipay/qr/{token}",
             get(trade::qr_page).post(trade::qr_action),
         )
+        .route("/alipay/cashier/{token}", get(cashier::show))
+        .route("/alipay/cashier/{token}/{action}", post(cashier::act))
+        .route("/alipay/wallet/app-pay", post(wallet::app_pay))
+        .route("/alipay/bill/{token}", get(bill::download))
         .with_state(mock)
 }
 

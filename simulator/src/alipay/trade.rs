@@ -1,6 +1,7 @@
 //! Trades of the mock Alipay gateway: the state machine, the trade APIs (precreate, create,
-//! barcode pay, query, close, cancel, refund, refund query), expiry on the scheduler, buyer
-//! actions, and the QR-code landing page a buyer "scans".
+//! barcode pay, query, close, cancel, refund, refund query), the trades the buyer opens in a
+//! cashier or wallet (page, wap and app pay), expiry on the scheduler, buyer actions, and the
+//! QR-code landing page a buyer "scans".
 
 use std::sync::Arc;
 
@@ -25,6 +26,12 @@ pub enum Product {
     Create,
     /// `alipay.trade.pay` (F2F barcode): exists at once.
     Barcode,
+    /// `alipay.trade.page.pay` (PC cashier): exists once the cashier is shown.
+    PagePay,
+    /// `alipay.trade.wap.pay` (mobile H5 cashier): exists once the cashier is shown.
+    WapPay,
+    /// `alipay.trade.app.pay` (wallet app): exists once the wallet opens the order string.
+    AppPay,
 }
 
 impl Product {
@@ -33,16 +40,37 @@ impl Product {
             Product::Precreate => "precreate",
             Product::Create => "create",
             Product::Barcode => "barcode",
+            Product::PagePay => "page",
+            Product::WapPay => "wap",
+            Product::AppPay => "app",
         }
     }
 
-    /// Whether a notification reports `status` by default. F2F products (precreate, pay)
-    /// and create notify TRADE_SUCCESS only [D4]; WAIT_BUYER_PAY never notifies.
-    pub fn notifies(self, status: TradeStatus) -> bool {
+    /// The `product_code` values the product accepts (absent is accepted too). Wap takes
+    /// the documented `QUICK_WAP_WAY` and python-alipay-sdk's `QUICK_WAP_PAY` (notes A3.2).
+    pub fn product_codes(self) -> &'static [&'static str] {
         match self {
             Product::Precreate | Product::Create | Product::Barcode => {
+                &["FACE_TO_FACE_PAYMENT", "OFFLINE_PAYMENT"]
+            }
+            Product::PagePay => &["FAST_INSTANT_TRADE_PAY"],
+            Product::WapPay => &["QUICK_WAP_WAY", "QUICK_WAP_PAY"],
+            Product::AppPay => &["QUICK_MSECURITY_PAY"],
+        }
+    }
+
+    /// Whether a notification reports `status` by default. F2F products (precreate, pay),
+    /// create and page pay notify TRADE_SUCCESS only; wap and app pay also TRADE_CLOSED and
+    /// TRADE_FINISHED [D4]; WAIT_BUYER_PAY never notifies.
+    pub fn notifies(self, status: TradeStatus) -> bool {
+        match self {
+            Product::Precreate | Product::Create | Product::Barcode | Product::PagePay => {
                 status == TradeStatus::TradeSuccess
             }
+            Product::WapPay | Product::AppPay => matches!(
+                status,
+                TradeStatus::TradeSuccess | TradeStatus::TradeClosed | TradeStatus::TradeFinished
+            ),
         }
     }
 }
@@ -472,6 +500,7 @@ impl AlipayMock {
             "alipay.trade.cancel" => self.cancel(&mut state, call),
             "alipay.trade.refund" => self.refund(&mut state, call),
             "alipay.trade.fastpay.refund.query" => self.refund_query(&mut state, call),
+            super::bill::BILL_METHOD => self.bill_download_url(&mut state, call),
             other => Err(ApiError::invalid(
                 "isv.invalid-method",
                 format!("不存在的方法名: {other}"),
@@ -941,8 +970,51 @@ impl AlipayMock {
         )
     }
 
+    /// A trade the buyer opens in a cashier (page, wap) or the wallet (app): it comes into
+    /// existence now, as WAIT_BUYER_PAY with a logged-in buyer, and expires like any trade.
+    /// Re-opening the same order answers the existing trade while it is unpaid; a paid,
+    /// closed or different order under the same out_trade_no is refused. Returns the key.
+    pub(super) fn open_buyer_trade(
+        &self,
+        state: &mut State,
+        call: &Call<'_>,
+        product: Product,
+    ) -> Result<String, ApiError> {
+        close_refund_windows(state, call.now_ms);
+        let order = read_order(call.biz, call.now_ms)?;
+        if let Some(code) = text_field(call.biz, "product_code")? {
+            if !product.product_codes().contains(&code) {
+                return Err(ApiError::invalid_parameter(format!(
+                    "product_code {code:?} must be {} for {}",
+                    product.product_codes().join(" or "),
+                    call.method
+                )));
+            }
+        }
+        if let Some(trade) = state.trades.get(&order.out_trade_no) {
+            if !trade.same_order(&order, product) || trade.app_id != call.app_id {
+                return Err(inconsistent());
+            }
+            return match trade.status {
+                TradeStatus::WaitBuyerPay => Ok(trade.out_trade_no.clone()),
+                TradeStatus::TradeSuccess | TradeStatus::TradeFinished => Err(has_success()),
+                TradeStatus::TradeClosed => Err(has_close()),
+                TradeStatus::AwaitingScan | TradeStatus::QrExpired => Err(inconsistent()),
+            };
+        }
+        let buyer = Buyer {
+            user_id: self.user_id(),
+            logon_id: self.masked_logon_id(),
+        };
+        let key = self.insert_trade(state, call, order, product, TradeStatus::WaitBuyerPay);
+        let trade = state.trades.get_mut(&key).ok_or_else(not_exist)?;
+        trade.buyer = Some(buyer);
+        self.schedule_trade_expiry(trade, call.now_ms);
+        Ok(key)
+    }
+
     /// WAIT_BUYER_PAY → TRADE_SUCCESS, with its notification.
-    fn mark_paid(&self, state: &mut State, key: &str, now_ms: UnixMillis) {
+    pub(super) fn mark_paid(&self, state: &mut State, key: &str, now_ms: UnixMillis) {
         let Some(trade) = state.trades.get_mut(key) else {
             return;
         };
@@ -1235,7 +1307,8 @@ pub(super) async fn qr_action(
     }
 }
 
-fn escape_html(text: &str) -> String {
+/// Text made safe for HTML element content and double-quoted attributes.
+pub(super) fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -5,6 +5,10 @@
 // Marks the helpers below as test code for clippy's allow-unwrap-in-tests, as for #[test] fns.
 #![cfg(test)]
 
+mod bill;
+mod buyer;
+mod vectors;
+
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::rand::SystemRandom;
