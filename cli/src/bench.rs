@@ -72,6 +72,7 @@ pub async fn alipay(seconds: u64, concurrency: usize) -> anyhow::Result<()> {
             alipay_public_key_pem: platform.public_pem.clone(),
             gateway_url: format!("{base}/alipay/gateway.do"),
             seller_id: Some(SELLER_ID.to_owned()),
+            certificates: None,
         })
         .map_err(|e| anyhow::anyhow!("adapter: {e}"))?,
     );

@@ -138,6 +138,7 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
             alipay_public_key_pem: a.platform.public_pem.clone(),
             gateway_url: format!("{simulator_public}/alipay/gateway.do"),
             seller_id: Some(a.seller_id.clone()),
+            certificates: None,
         })
         .map_err(|e| anyhow::anyhow!("cannot configure the Alipay adapter: {e}"))?;
         adapters = adapters.with(Arc::new(adapter));

@@ -131,6 +131,26 @@ fn schedule_poll(gateway: &Gateway, order: &Order, due_ms: UnixMillis) {
     );
 }
 
+/// How long after an order's original expiry a closed-but-never-seen order is queried once more.
+const LATE_CHECK_DELAY_MS: i64 = 60_000;
+
+/// One query of a closed order just after its original expiry (see `Gateway::close_order`): a
+/// payment the channel took after the close is then booked to suspense even if every
+/// notification was lost.
+pub fn schedule_late_check(gateway: &Gateway, order: &Order) {
+    let checker = gateway.clone();
+    let id = order.id.clone();
+    gateway.scheduler().schedule_at(
+        order.expires_at_ms.saturating_add(LATE_CHECK_DELAY_MS),
+        format!("order.late_check {id}"),
+        job(move || async move {
+            if let Err(error) = checker.query_order(&id, "late_check").await {
+                tracing::info!(order = %id, %error, "late check query failed");
+            }
+        }),
+    );
+}
+
 /// Schedules the queries of a pending refund.
 pub fn schedule_refund_followups(gateway: &Gateway, refund: &Refund) {
     schedule_refund_poll(gateway, refund, 0);

@@ -547,21 +547,19 @@ impl Gateway {
                 } => {
                     if *amount != order.amount {
                         // Fail closed: a report whose amount differs from the order is never
-                        // captured; an operator looks at it.
-                        let alert = self.alert(
-                            "amount_mismatch",
-                            id.as_str(),
-                            format!(
-                                "channel reports {} paid for an order of {} ({source})",
-                                amount, order.amount
-                            ),
+                        // captured and never acknowledged (a notification is answered with the
+                        // channel's failure, so it is re-sent); an operator looks at the alert.
+                        let message = format!(
+                            "channel reports {} paid for an order of {} ({source})",
+                            amount, order.amount
                         );
+                        let alert = self.alert("amount_mismatch", id.as_str(), message.clone());
                         let change = Change {
                             alert: Some(alert),
                             ..Change::default()
                         };
                         self.inner.store.commit(&change).await?;
-                        return Ok(order);
+                        return Err(ServiceError::NeedsReview(message));
                     }
                     (
                         OrderEvent::PaymentSucceeded,
@@ -666,6 +664,7 @@ impl Gateway {
             | OrderState::Refunded
             | OrderState::Failed => return Err(ServiceError::NotClosable(order.state.as_str())),
         }
+        let mut never_seen = false;
         let status = match self.inner.adapters.get(order.channel) {
             Some(adapter) => {
                 let request = adapter.build_close(&order, &self.context(order.channel));
@@ -673,7 +672,10 @@ impl Gateway {
                     .exchange(request, |r| adapter.parse_close(&order, r))
                     .await?
                 {
-                    PaymentStatus::NotFound => PaymentStatus::Closed,
+                    PaymentStatus::NotFound => {
+                        never_seen = true;
+                        PaymentStatus::Closed
+                    }
                     // The channel would not close: ask what happened (paid in the meantime).
                     PaymentStatus::Pending => {
                         let request = adapter.build_query(&order, &self.context(order.channel));
@@ -686,18 +688,14 @@ impl Gateway {
             // No adapter (the channel was unconfigured since): nothing to close remotely.
             None => PaymentStatus::Closed,
         };
-        let mismatch = match &status {
-            PaymentStatus::Paid { amount, .. } if *amount != order.amount => Some(*amount),
-            _ => None,
-        };
+        // A payment of another amount comes back as `NeedsReview` (alert raised): retrying the
+        // close would not change the answer.
         let after = self.apply_payment(id, status, source).await?;
-        if let Some(paid) = mismatch {
-            // The channel holds money that does not match the order: an operator decides
-            // (alert raised by apply_payment); retrying the close would not change the answer.
-            return Err(ServiceError::NeedsReview(format!(
-                "the channel reports {paid} paid for this order of {}",
-                order.amount
-            )));
+        if never_seen && after.state == OrderState::Closed && self.now_ms() < order.expires_at_ms {
+            // The channel had not seen the order (an unscanned QR code), so nothing was closed
+            // there and the buyer can still pay until the original expiry: look once more then,
+            // so a payment whose notifications are lost still reaches suspense.
+            crate::jobs::schedule_late_check(self, &order);
         }
         match after.state {
             OrderState::Closed => Ok(after),

@@ -14,7 +14,14 @@
 //! Every response is trusted only after its node's exact bytes verify with the Alipay public
 //! key; anything unsigned, badly signed or malformed fails closed and the order is settled by a
 //! later query instead (architecture invariant 9).
+//!
+//! Both of Alipay's key modes are supported: *public-key mode* (the Alipay public key is
+//! configured as is) and *public-key-certificate mode* ([`AlipayCertificates`]): every request
+//! then also carries the signed common parameters `app_cert_sn` and `alipay_root_cert_sn`,
+//! responses must name the configured Alipay certificate in `alipay_cert_sn` when they carry
+//! it, and the Alipay public key is the Alipay certificate's.
 
+mod cert;
 mod sign;
 mod wire;
 
@@ -34,6 +41,7 @@ use crate::model::{Order, Refund};
 use crate::money::{yuan, Currency};
 use crate::state::{Channel, PaymentMethod};
 
+use self::cert::CertificateMode;
 use self::sign::{sign_content, AlipayPublicKey, AppPrivateKey};
 use self::wire::Node;
 
@@ -43,13 +51,32 @@ pub struct AlipayConfig {
     pub app_id: String,
     /// The app private key: PKCS#1 or PKCS#8 PEM, or the bare base64 Alipay's key tool prints.
     pub app_private_key_pem: String,
-    /// The Alipay public key: SubjectPublicKeyInfo PEM or bare base64.
+    /// The Alipay public key: SubjectPublicKeyInfo PEM or bare base64. Public-key mode only:
+    /// ignored (and may be empty) when `certificates` is set, whose Alipay certificate then
+    /// supplies the key.
     pub alipay_public_key_pem: String,
     /// Full URL of `gateway.do`, e.g. `http://127.0.0.1:8081/alipay/gateway.do`.
     pub gateway_url: String,
     /// When set, notifications must name this seller (`seller_id`), and trades are created for
     /// it.
     pub seller_id: Option<String>,
+    /// Public-key-certificate mode when set; public-key mode when `None`.
+    pub certificates: Option<AlipayCertificates>,
+}
+
+/// The three files of Alipay's public-key-certificate mode, as PEM text. Read once by
+/// [`AlipayAdapter::new`], which refuses certificates that do not parse and an app
+/// certificate that does not certify the app private key's public key.
+#[derive(Debug, Clone)]
+pub struct AlipayCertificates {
+    /// `appCertPublicKey_<app_id>.crt`: the app certificate (its SN is sent as `app_cert_sn`).
+    pub app_cert_pem: String,
+    /// `alipayCertPublicKey_RSA2.crt`: the Alipay certificate, whose key verifies responses
+    /// and notifications (the first certificate when the file holds a chain).
+    pub alipay_cert_pem: String,
+    /// `alipayRootCert.crt`: the root bundle (a PEM bundle; its RSA-family certificates make
+    /// `alipay_root_cert_sn`, the others — the SM2 root — are skipped).
+    pub alipay_root_cert_pem: String,
 }
 
 impl std::fmt::Debug for AlipayConfig {
@@ -60,6 +87,10 @@ impl std::fmt::Debug for AlipayConfig {
             .field("alipay_public_key_pem", &"..")
             .field("gateway_url", &self.gateway_url)
             .field("seller_id", &self.seller_id)
+            .field(
+                "certificates",
+                &self.certificates.as_ref().map(|_| "<certificates>"),
+            )
             .finish()
     }
 }
@@ -71,7 +102,10 @@ pub struct AlipayAdapter {
     gateway_url: String,
     seller_id: Option<String>,
     private_key: AppPrivateKey,
+    /// In certificate mode, the Alipay certificate's key.
     alipay_public_key: AlipayPublicKey,
+    /// Certificate mode: the SNs computed at construction.
+    certificates: Option<CertificateMode>,
 }
 
 /// The Alipay APIs this adapter calls.
@@ -152,7 +186,8 @@ enum Reply {
 }
 
 impl AlipayAdapter {
-    /// Parses the keys and checks the configuration. Errors name the offending setting.
+    /// Parses the keys (and, in certificate mode, the certificates, computing their SNs) and
+    /// checks the configuration. Errors name the offending setting.
     pub fn new(config: AlipayConfig) -> Result<Self, AdapterError> {
         if config.app_id.trim().is_empty() {
             return Err(AdapterError::Invalid("alipay app_id is empty".into()));
@@ -169,9 +204,20 @@ impl AlipayAdapter {
                 config.gateway_url
             )));
         }
+        let private_key = AppPrivateKey::parse(&config.app_private_key_pem)?;
+        // With certificates the key comes from the Alipay certificate; a configured public
+        // key is then ignored, not compared (the certificate is what Alipay rotates).
+        let (alipay_public_key, certificates) = match &config.certificates {
+            Some(files) => {
+                let (mode, key) = CertificateMode::load(files, &private_key)?;
+                (key, Some(mode))
+            }
+            None => (AlipayPublicKey::parse(&config.alipay_public_key_pem)?, None),
+        };
         Ok(AlipayAdapter {
-            private_key: AppPrivateKey::parse(&config.app_private_key_pem)?,
-            alipay_public_key: AlipayPublicKey::parse(&config.alipay_public_key_pem)?,
+            private_key,
+            alipay_public_key,
+            certificates,
             app_id: config.app_id,
             gateway_url: config.gateway_url,
             seller_id: config.seller_id.filter(|seller| !seller.is_empty()),
@@ -182,7 +228,9 @@ impl AlipayAdapter {
 
     /// Common parameters plus `biz_content`, sorted by key, with `sign` appended last. The
     /// signature covers every parameter except `sign` (so `sign_type` is signed), empty
-    /// values left out (none are sent).
+    /// values left out (none are sent). In certificate mode the common parameters include
+    /// `app_cert_sn` and `alipay_root_cert_sn`, signed like the others; page/wap URLs and app
+    /// order strings are built from these parameters too.
     fn signed_params(
         &self,
         api: Api,
@@ -207,6 +255,13 @@ impl AlipayAdapter {
         }
         if let Some(return_url) = return_url {
             params.push(("return_url", return_url.to_owned()));
+        }
+        if let Some(certificates) = &self.certificates {
+            params.push(("app_cert_sn", certificates.app_cert_sn.clone()));
+            params.push((
+                "alipay_root_cert_sn",
+                certificates.alipay_root_cert_sn.clone(),
+            ));
         }
         params.retain(|(_, value)| !value.is_empty());
         params.sort_unstable();
@@ -317,6 +372,9 @@ impl AlipayAdapter {
         };
         let sign: String = serde_json::from_str(sign_text)
             .map_err(|_| AdapterError::Signature("sign is not a JSON string".into()))?;
+        if let Some(certificates) = &self.certificates {
+            check_alipay_cert_sn(api, &members, &certificates.alipay_cert_sn)?;
+        }
         self.alipay_public_key.verify(node_text.as_bytes(), &sign)?;
 
         let node: Node = serde_json::from_str(node_text)
@@ -347,6 +405,42 @@ impl AlipayAdapter {
             order.amount.currency(),
         )
     }
+}
+
+/// Certificate mode: a response names the Alipay certificate that signed it in a top-level
+/// `alipay_cert_sn` (before or after `sign`; it is not covered by the signature). When present
+/// and not empty it must be the configured certificate's SN. A different SN means Alipay
+/// rotated its certificate: the new one would have to be fetched with
+/// `alipay.open.app.alipaycert.download` and checked against the root, which this adapter
+/// does not do (out of scope) — the answer is refused as unverifiable and the operator
+/// installs the new certificate. Absent (or empty, as the Java SDK reads it), the configured
+/// certificate's key decides alone.
+fn check_alipay_cert_sn(
+    api: Api,
+    members: &[(String, &str)],
+    expected: &str,
+) -> Result<(), AdapterError> {
+    let mut sns = members.iter().filter(|(key, _)| key == "alipay_cert_sn");
+    let sn_text = match (sns.next(), sns.next()) {
+        (None, _) => return Ok(()),
+        (Some((_, text)), None) => *text,
+        (Some(_), Some(_)) => {
+            return Err(AdapterError::Signature(format!(
+                "the {} answer has several alipay_cert_sn",
+                api.method()
+            )))
+        }
+    };
+    let sn: String = serde_json::from_str(sn_text)
+        .map_err(|_| AdapterError::Signature("alipay_cert_sn is not a JSON string".into()))?;
+    if sn.is_empty() || sn == expected {
+        return Ok(());
+    }
+    Err(AdapterError::Signature(format!(
+        "the {} answer is signed by Alipay certificate {sn:?}, not the configured {expected:?} \
+         (install Alipay's current certificate)",
+        api.method()
+    )))
 }
 
 /// Sorts a verified node by its `code`.
@@ -850,7 +944,8 @@ impl ChannelAdapter for AlipayAdapter {
     /// A `trade_status_sync` form POST. Verified before anything is read: RSA2 over the
     /// sorted, URL-decoded parameters without `sign`, `sign_type` and empty values (the
     /// official rule for payment notifications, `rsaCheckV1`); then `app_id` (and `seller_id`
-    /// when configured) must be ours.
+    /// when configured) must be ours. In certificate mode notifications carry no certificate
+    /// SN; the Alipay certificate's key verifies them.
     fn verify_notification(
         &self,
         request: &HttpRequest,

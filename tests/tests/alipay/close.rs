@@ -209,3 +209,35 @@ async fn closing_an_order_the_buyer_already_paid_books_the_payment_instead() {
     assert_eq!(order(&sim, &id).await, paid);
     assert_eq!(verify_ok(&sim).await["entries"], 1);
 }
+
+/// As above, but every notification of the late payment is lost: the gateway's one query just
+/// after the order's original expiry still finds the money and books it to suspense.
+#[tokio::test]
+async fn a_late_payment_whose_notifications_are_lost_is_found_after_the_original_expiry() {
+    let sim = AlipaySim::new().await.unwrap();
+    let mut body = qr_body("12.00");
+    body["expires_in_seconds"] = json!(600);
+    let id = id_of(&create_qr_order_with(&sim, &body).await);
+
+    sim.advance_ms(1_000).await;
+    close(&sim, &id).await.expect(StatusCode::OK);
+    // All eight attempts of Alipay's schedule are dropped.
+    crate::support::arm(&sim, "notify", "drop_notification", 8, json!({})).await;
+    sim.advance_ms(1_000).await;
+    assert_eq!(act(&sim, &id, "pay").await["state"], "TRADE_SUCCESS");
+    sim.run_due().await;
+    assert_balances(&balances(&sim).await, &[]);
+
+    // Just after the original expiry (+600 s) plus the late-check delay, one query books it.
+    sim.advance_ms(600_000 + 60_000).await;
+    let after = order(&sim, &id).await;
+    assert_eq!(after["state"], "closed", "{after}");
+    assert_balances(&balances(&sim).await, &[(CLEARING, 1200), (SUSPENSE, 1200)]);
+    assert_eq!(verify_ok(&sim).await["entries"], 1);
+    let queries = exchange_lines(&sim)
+        .await
+        .into_iter()
+        .filter(|line| line.contains("alipay.trade.query"))
+        .count();
+    assert_eq!(queries, 1, "exactly one late check");
+}

@@ -155,12 +155,19 @@ async fn a_notification_with_another_amount_is_never_captured() {
     assert_eq!(history(&paid)[2..], ["paying→paid payment query"]);
     assert_balances(&balances(&sim).await, &[(CLEARING, 2000), (PAYABLE, 2000)]);
     verify_ok(&sim).await;
-    // (Whether the gateway acknowledges the tampered attempt is not pinned here: it answers
-    // `success` today, which stops the channel's re-sends; the poll decides either way.)
+    // Fail closed: the tampered attempt is refused (`failure`), so the channel re-sends; the
+    // genuine re-send 4 minutes later is acknowledged and changes nothing.
     let lines = attempt_lines(&trade(&sim, &id).await);
     assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("\"failure\" accepted=false"), "{lines:?}");
     assert!(
         lines[0].ends_with("fault=tampered_notification_amount"),
         "{lines:?}"
     );
+    sim.advance_ms(4 * 60_000).await;
+    let lines = attempt_lines(&trade(&sim, &id).await);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].contains("\"success\" accepted=true"), "{lines:?}");
+    assert_balances(&balances(&sim).await, &[(CLEARING, 2000), (PAYABLE, 2000)]);
+    verify_ok(&sim).await;
 }

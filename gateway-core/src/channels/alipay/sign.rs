@@ -7,14 +7,14 @@
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ParsedPublicKey, RsaKeyPair, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
+    KeyPair as _, ParsedPublicKey, RsaKeyPair, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
 };
 use base64::Engine as _;
 use rsa::pkcs8::der::pem;
 
 use crate::channel::AdapterError;
 
-const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+pub(super) const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The merchant app's private key, which signs requests. `Debug` never shows the key.
 pub(crate) struct AppPrivateKey {
@@ -61,6 +61,11 @@ impl AppPrivateKey {
             .map_err(|_| AdapterError::Invalid("signing with the app private key failed".into()))?;
         Ok(BASE64.encode(signature))
     }
+
+    /// The public half as a DER `RSAPublicKey` (RFC 8017), to compare with a certificate's.
+    pub(crate) fn public_key_der(&self) -> &[u8] {
+        self.key_pair.public_key().as_ref()
+    }
 }
 
 /// The Alipay public key, which verifies responses and notifications.
@@ -85,6 +90,15 @@ impl AlipayPublicKey {
         ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
             .map(AlipayPublicKey)
             .map_err(|rejected| invalid(&rejected.to_string()))
+    }
+
+    /// The key of an Alipay certificate: its DER SubjectPublicKeyInfo, which must be RSA.
+    pub(crate) fn from_spki_der(der: &[u8]) -> Result<Self, AdapterError> {
+        ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+            .map(AlipayPublicKey)
+            .map_err(|rejected| {
+                AdapterError::Invalid(format!("alipay certificate public key: {rejected}"))
+            })
     }
 
     /// Verifies a base64 signature over `message`. Fails closed: a signature that is not

@@ -47,6 +47,7 @@ fn config() -> AlipayConfig {
         alipay_public_key_pem: ALIPAY_PUBLIC.to_owned(),
         gateway_url: GATEWAY.to_owned(),
         seller_id: None,
+        certificates: None,
     }
 }
 
@@ -1163,4 +1164,308 @@ fn acknowledgements_are_alipay_dialect() {
     let refused = adapter.acknowledge(false);
     assert_eq!(refused.status(), 200);
     assert_eq!(refused.body().as_ref(), b"failure");
+}
+
+// ---------------------------------------------------------------- certificate mode
+
+const APP_CERT: &str = vector!("certs/app_cert_public_key_2021000000000001.crt");
+const ALIPAY_CERT: &str = vector!("certs/alipay_cert_public_key_rsa2.crt");
+const ROOT_BUNDLE: &str = vector!("certs/alipay_root_cert.crt");
+
+fn cert_sns() -> serde_json::Value {
+    vector_json(vector!("cert_sns.json"))
+}
+
+fn sn(key: &str) -> String {
+    cert_sns()[key].as_str().unwrap().to_owned()
+}
+
+fn cert_config() -> AlipayConfig {
+    AlipayConfig {
+        alipay_public_key_pem: String::new(),
+        certificates: Some(AlipayCertificates {
+            app_cert_pem: APP_CERT.to_owned(),
+            alipay_cert_pem: ALIPAY_CERT.to_owned(),
+            alipay_root_cert_pem: ROOT_BUNDLE.to_owned(),
+        }),
+        ..config()
+    }
+}
+
+fn cert_adapter() -> AlipayAdapter {
+    AlipayAdapter::new(cert_config()).unwrap()
+}
+
+#[test]
+fn cert_mode_sns_equal_the_openssl_vectors() {
+    let adapter = cert_adapter();
+    let mode = adapter.certificates.as_ref().unwrap();
+    assert_eq!(mode.app_cert_sn, sn("app_cert_sn"));
+    assert_eq!(mode.alipay_cert_sn, sn("alipay_cert_sn"));
+    assert_eq!(mode.alipay_root_cert_sn, sn("alipay_root_cert_sn"));
+    assert!(adapter_with_public_key().certificates.is_none());
+}
+
+#[test]
+fn cert_mode_query_reproduces_the_openssl_vector() {
+    let vector = vector_json(vector!("request_query_cert_mode.json"));
+    let request = cert_adapter()
+        .build_query(&order(PaymentMethod::Qr), &context())
+        .unwrap();
+    let params = verify_request(&request);
+    let expected: BTreeMap<String, String> = vector["params"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(key, value)| (key.clone(), value.as_str().unwrap().to_owned()))
+        .filter(|(_, value)| !value.is_empty())
+        .chain([(
+            "sign".to_owned(),
+            vector["sign"].as_str().unwrap().to_owned(),
+        )])
+        .collect();
+    assert_eq!(params, expected);
+    let content = sign_content(
+        params
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str())),
+        &["sign"],
+    );
+    assert_eq!(content, vector["sign_content"].as_str().unwrap());
+}
+
+#[test]
+fn cert_mode_sns_ride_on_every_request_shape() {
+    let adapter = cert_adapter();
+    let check = |params: &BTreeMap<String, String>| {
+        assert_eq!(params["app_cert_sn"], sn("app_cert_sn"));
+        assert_eq!(params["alipay_root_cert_sn"], sn("alipay_root_cert_sn"));
+    };
+    // Server-to-server calls.
+    let qr = order(PaymentMethod::Qr);
+    let CreatePlan::Call(request) = adapter.plan_create(&qr, &context()).unwrap() else {
+        panic!("precreate is a call")
+    };
+    check(&verify_request(&request));
+    check(&verify_request(
+        &adapter
+            .build_refund(&qr, &refund(1000), &context())
+            .unwrap(),
+    ));
+    check(&verify_request(
+        &adapter.build_close(&qr, &context()).unwrap(),
+    ));
+    // Page and wap URLs: the SNs are in the signed query string.
+    for method in [PaymentMethod::Page, PaymentMethod::Wap] {
+        let CreatePlan::Local(created) = adapter.plan_create(&order(method), &context()).unwrap()
+        else {
+            panic!("built locally")
+        };
+        let url = created.buyer_action["url"].as_str().unwrap();
+        let (base, query) = url.split_once('?').unwrap();
+        assert_eq!(base, GATEWAY);
+        check(&verify_like_the_gateway(query, b""));
+    }
+    // The app order string.
+    let CreatePlan::Local(created) = adapter
+        .plan_create(&order(PaymentMethod::App), &context())
+        .unwrap()
+    else {
+        panic!("built locally")
+    };
+    check(&verify_like_the_gateway(
+        created.buyer_action["order_string"].as_str().unwrap(),
+        b"",
+    ));
+}
+
+fn precreate_node() -> &'static str {
+    r#"{"code":"10000","msg":"Success","out_trade_no":"ord_vector0000000000000001","qr_code":"https:\/\/qr.alipay.com\/x"}"#
+}
+
+fn cert_response(
+    node_text: &str,
+    signer: &str,
+    cert_sn: Option<&str>,
+    sn_first: bool,
+) -> HttpResponse {
+    let sign = format!(r#""sign":"{}""#, rsa_sign(signer, node_text));
+    let members = match (cert_sn, sn_first) {
+        (None, _) => sign,
+        (Some(cert_sn), true) => format!(r#""alipay_cert_sn":"{cert_sn}",{sign}"#),
+        (Some(cert_sn), false) => format!(r#"{sign},"alipay_cert_sn":"{cert_sn}""#),
+    };
+    http_response(200, format!(r#"{{"{PRECREATE}":{node_text},{members}}}"#))
+}
+
+#[test]
+fn cert_mode_responses_verify_with_the_certificate_key_and_sn() {
+    let adapter = cert_adapter();
+    let order = order(PaymentMethod::Qr);
+    let ours = sn("alipay_cert_sn");
+    // The recommended order (after sign), the real gateway's (before sign), and none.
+    for (cert_sn, sn_first) in [
+        (Some(ours.as_str()), false),
+        (Some(ours.as_str()), true),
+        (None, false),
+    ] {
+        let created = adapter
+            .parse_create(
+                &order,
+                cert_response(precreate_node(), ALIPAY_PRIVATE, cert_sn, sn_first),
+            )
+            .unwrap();
+        assert_eq!(created.buyer_action["qr_code"], "https://qr.alipay.com/x");
+    }
+    // The real gateway's error shape: `error_response`, then the SN, then `sign`.
+    let node = r#"{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.code-invalid","sub_msg":"授权码code无效"}"#;
+    let body = format!(
+        r#"{{"error_response":{node},"alipay_cert_sn":"{ours}","sign":"{}"}}"#,
+        rsa_sign(ALIPAY_PRIVATE, node)
+    );
+    assert_eq!(
+        adapter.parse_query(&order, http_response(200, body)),
+        Err(AdapterError::Rejected {
+            code: "isv.code-invalid".to_owned(),
+            message: "授权码code无效".to_owned()
+        })
+    );
+}
+
+#[test]
+fn cert_mode_refuses_another_certificate_sn_and_foreign_signatures() {
+    let adapter = cert_adapter();
+    let order = order(PaymentMethod::Qr);
+    let ours = sn("alipay_cert_sn");
+    let rotated = "0123456789abcdef0123456789abcdef";
+    for sn_first in [false, true] {
+        let error = adapter
+            .parse_create(
+                &order,
+                cert_response(precreate_node(), ALIPAY_PRIVATE, Some(rotated), sn_first),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&error, AdapterError::Signature(why) if why.contains(rotated)),
+            "{error:?}"
+        );
+    }
+    // The right SN does not make a signature by another key good.
+    assert!(matches!(
+        adapter.parse_create(
+            &order,
+            cert_response(precreate_node(), APP_PRIVATE_PKCS8, Some(&ours), false)
+        ),
+        Err(AdapterError::Signature(_))
+    ));
+    // A non-string or repeated SN is refused.
+    let sign = rsa_sign(ALIPAY_PRIVATE, precreate_node());
+    for members in [
+        format!(r#""alipay_cert_sn":123,"sign":"{sign}""#),
+        format!(r#""alipay_cert_sn":"{ours}","sign":"{sign}","alipay_cert_sn":"{rotated}""#),
+    ] {
+        let body = format!(r#"{{"{PRECREATE}":{},{members}}}"#, precreate_node());
+        assert!(matches!(
+            adapter.parse_create(&order, http_response(200, body)),
+            Err(AdapterError::Signature(_))
+        ));
+    }
+    // Public-key mode has no SN to compare and ignores the member.
+    let created = adapter_with_public_key()
+        .parse_create(
+            &order,
+            cert_response(precreate_node(), ALIPAY_PRIVATE, Some(rotated), true),
+        )
+        .unwrap();
+    assert_eq!(created.status, PaymentStatus::Pending);
+}
+
+fn adapter_with_public_key() -> AlipayAdapter {
+    adapter()
+}
+
+#[test]
+fn cert_mode_notifications_verify_with_the_certificate_key() {
+    let adapter = cert_adapter();
+    let vector = vector_json(vector!("notify_trade_success.json"));
+    let request = notify_request(vector["form_body"].as_str().unwrap().to_owned());
+    assert_eq!(
+        adapter.verify_notification(&request, NOW_MS),
+        Ok(paid_notification())
+    );
+    assert!(matches!(
+        adapter.verify_notification(
+            &notification(&trade_success(), APP_PRIVATE_PKCS8, false),
+            NOW_MS
+        ),
+        Err(AdapterError::Signature(_))
+    ));
+}
+
+#[test]
+fn cert_mode_the_certificate_wins_over_a_configured_public_key() {
+    // A wrong public key next to the certificates: the Alipay certificate's key is used.
+    let adapter = AlipayAdapter::new(AlipayConfig {
+        alipay_public_key_pem: APP_PUBLIC.to_owned(),
+        ..cert_config()
+    })
+    .unwrap();
+    adapter
+        .parse_create(
+            &order(PaymentMethod::Qr),
+            cert_response(precreate_node(), ALIPAY_PRIVATE, None, false),
+        )
+        .unwrap();
+    // And junk there is not even read.
+    AlipayAdapter::new(AlipayConfig {
+        alipay_public_key_pem: "junk".to_owned(),
+        ..cert_config()
+    })
+    .unwrap();
+}
+
+#[test]
+fn cert_mode_construction_refuses_mismatches_and_junk() {
+    let invalid = |config: AlipayConfig| match AlipayAdapter::new(config) {
+        Err(AdapterError::Invalid(why)) => why,
+        other => panic!("expected Invalid, got {other:?}"),
+    };
+    let with = |edit: &dyn Fn(&mut AlipayCertificates)| {
+        let mut config = cert_config();
+        edit(config.certificates.as_mut().unwrap());
+        config
+    };
+    // The app certificate certifies app_public.pem; the Alipay private key is another key.
+    let mismatched = AlipayConfig {
+        app_private_key_pem: ALIPAY_PRIVATE.to_owned(),
+        ..cert_config()
+    };
+    let why = invalid(mismatched);
+    assert!(
+        why.contains("app certificate does not match the app private key"),
+        "{why}"
+    );
+    // The Alipay certificate given as the app certificate: also another key.
+    let why = invalid(with(&|c| c.app_cert_pem = ALIPAY_CERT.to_owned()));
+    assert!(why.contains("does not match"), "{why}");
+    // The PKCS#1 form of the right key matches.
+    AlipayAdapter::new(AlipayConfig {
+        app_private_key_pem: APP_PRIVATE_PKCS1.to_owned(),
+        ..cert_config()
+    })
+    .unwrap();
+    // Certificates that do not parse, or are missing.
+    let why = invalid(with(&|c| c.alipay_cert_pem = ALIPAY_PUBLIC.to_owned()));
+    assert!(why.starts_with("alipay certificate:"), "{why}");
+    let why = invalid(with(&|c| c.app_cert_pem = String::new()));
+    assert!(why.starts_with("alipay app certificate:"), "{why}");
+    let broken = ROOT_BUNDLE.replacen("MII", "MIX", 1);
+    let why = invalid(with(&|c| c.alipay_root_cert_pem = broken.clone()));
+    assert!(why.starts_with("alipay root certificate bundle"), "{why}");
+    let why = invalid(with(&|c| c.alipay_root_cert_pem = String::new()));
+    assert!(why.starts_with("alipay root certificate bundle"), "{why}");
+    // Debug shows that certificates are configured, not their text.
+    let debug = format!("{:?}", cert_config());
+    assert!(debug.contains("<certificates>"), "{debug}");
+    assert!(!debug.contains("BEGIN CERTIFICATE"), "{debug}");
 }
