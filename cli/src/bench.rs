@@ -55,8 +55,10 @@ pub async fn alipay(seconds: u64, concurrency: usize) -> anyhow::Result<()> {
             apps: vec![AlipayApp {
                 app_id: APP_ID.to_owned(),
                 app_public_key_pem: app.public_pem.clone(),
+                app_cert_pem: None,
             }],
             seller_id: SELLER_ID.to_owned(),
+            certificates: None,
         }),
     })?;
     tokio::spawn(async move {

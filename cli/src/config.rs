@@ -68,6 +68,9 @@ pub struct AlipaySection {
     pub app_id: Option<String>,
     /// The mock merchant's Alipay partner id (`2088` + 12 digits).
     pub seller_id: Option<String>,
+    /// `public_key` (default) or `certificate` (public-key-certificate mode: requests carry
+    /// `app_cert_sn` / `alipay_root_cert_sn`, responses `alipay_cert_sn`).
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -98,6 +101,7 @@ pub struct Overrides {
 pub struct AlipaySandbox {
     pub app_id: String,
     pub seller_id: String,
+    pub certificate_mode: bool,
 }
 
 /// The validated configuration the sandbox runs with.
@@ -277,7 +281,16 @@ fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow
         {
             bail!("alipay.seller_id {seller_id:?} must be 2088 followed by 12 digits");
         }
-        Some(AlipaySandbox { app_id, seller_id })
+        let certificate_mode = match file.alipay.mode.as_deref() {
+            None | Some("public_key") => false,
+            Some("certificate") => true,
+            Some(other) => bail!("alipay.mode {other:?} must be \"public_key\" or \"certificate\""),
+        };
+        Some(AlipaySandbox {
+            app_id,
+            seller_id,
+            certificate_mode,
+        })
     } else {
         None
     };

@@ -106,4 +106,114 @@ mod tests {
         assert!(first.public_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
         std::fs::remove_dir_all(&dir).ok();
     }
+
+    #[test]
+    fn issues_certificates_over_the_key_pairs() {
+        let dir = std::env::temp_dir().join(format!("paysim-certs-{}", std::process::id()));
+        let app = ensure_rsa_key_pair(&dir, "app").unwrap();
+        let platform = ensure_rsa_key_pair(&dir, "alipay").unwrap();
+        let certs = ensure_alipay_certificates(&dir, "2021000000000001", &app, &platform).unwrap();
+        assert!(certs.root_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        // Issued once: a second call reads the same files.
+        let again = ensure_alipay_certificates(&dir, "2021000000000001", &app, &platform).unwrap();
+        assert_eq!(certs.app_pem, again.app_pem);
+        // The openssl CLI agrees on the issuer and the subject key.
+        let out = std::process::Command::new("openssl")
+            .args([
+                "x509", "-noout", "-issuer", "-serial", "-nameopt", "RFC2253", "-in",
+            ])
+            .arg(&certs.app)
+            .output();
+        if let Ok(out) = out {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("issuer=CN=paysim Alipay Test Root CA,OU=Alipay Test,O=paysim,C=CN"),
+                "{text}"
+            );
+            assert!(text.contains("serial=0BBB"), "{text}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+/// The certificate files of Alipay's public-key-certificate mode.
+#[derive(Debug, Clone)]
+pub struct AlipayCertFiles {
+    /// The root bundle merchants download (`alipayRootCert.crt`).
+    pub root: PathBuf,
+    /// The Alipay certificate (`alipayCertPublicKey_RSA2.crt`), for the mock's key.
+    pub alipay: PathBuf,
+    /// The app certificate (`appCertPublicKey_<app_id>.crt`), for the app key.
+    pub app: PathBuf,
+    pub root_pem: String,
+    pub alipay_pem: String,
+    pub app_pem: String,
+}
+
+/// Issues, once, a test root CA and the Alipay and app certificates over the existing key
+/// pairs, with issuer names of exactly C, O, OU and CN so every SDK computes the same SNs.
+pub fn ensure_alipay_certificates(
+    dir: &Path,
+    app_id: &str,
+    app: &KeyFiles,
+    platform: &KeyFiles,
+) -> anyhow::Result<AlipayCertFiles> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair as CertKey,
+        SerialNumber,
+    };
+
+    let root = dir.join("alipay_root_cert.crt");
+    let alipay = dir.join("alipay_cert_public_key_rsa2.crt");
+    let app_cert = dir.join(format!("app_cert_public_key_{app_id}.crt"));
+    if !(root.exists() && alipay.exists() && app_cert.exists()) {
+        let ca = ensure_rsa_key_pair(dir, "root_ca")?;
+        let ca_key = CertKey::from_pem(&ca.private_pkcs8_pem).context("root CA key")?;
+        let name = |common_name: &str| {
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CountryName, "CN");
+            dn.push(DnType::OrganizationName, "paysim");
+            dn.push(DnType::OrganizationalUnitName, "Alipay Test");
+            dn.push(DnType::CommonName, common_name);
+            dn
+        };
+        let mut root_params = CertificateParams::default();
+        root_params.distinguished_name = name("paysim Alipay Test Root CA");
+        root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        root_params.serial_number = Some(SerialNumber::from(1001u64));
+        let root_cert = root_params
+            .self_signed(&ca_key)
+            .context("cannot issue the root certificate")?;
+
+        let issue = |subject: &str, serial: u64, key_pem: &str| -> anyhow::Result<String> {
+            let key = CertKey::from_pem(key_pem).context("certificate key")?;
+            let mut params = CertificateParams::default();
+            params.distinguished_name = name(subject);
+            params.serial_number = Some(SerialNumber::from(serial));
+            Ok(params
+                .signed_by(&key, &root_cert, &ca_key)
+                .context("cannot issue a certificate")?
+                .pem())
+        };
+        std::fs::write(
+            &alipay,
+            issue("paysim Alipay RSA2", 2002, &platform.private_pkcs8_pem)?,
+        )
+        .with_context(|| format!("cannot write {}", alipay.display()))?;
+        std::fs::write(&app_cert, issue(app_id, 3003, &app.private_pkcs8_pem)?)
+            .with_context(|| format!("cannot write {}", app_cert.display()))?;
+        std::fs::write(&root, root_cert.pem())
+            .with_context(|| format!("cannot write {}", root.display()))?;
+    }
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    Ok(AlipayCertFiles {
+        root_pem: read(&root)?,
+        alipay_pem: read(&alipay)?,
+        app_pem: read(&app_cert)?,
+        root,
+        alipay,
+        app: app_cert,
+    })
 }

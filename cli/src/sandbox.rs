@@ -9,11 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use determinism::{Clock, Entropy, OsEntropy, ReqwestTransport, Scheduler, SystemClock, Transport};
 use gateway_core::channel::Adapters;
-use gateway_core::channels::alipay::{AlipayAdapter, AlipayConfig};
+use gateway_core::channels::alipay::{AlipayAdapter, AlipayCertificates, AlipayConfig};
 use gateway_core::store::Store;
 use gateway_core::{Gateway, GatewayParts};
 use serde_json::json;
-use simulator::alipay::{AlipayApp, AlipayMockConfig};
+use simulator::alipay::{AlipayApp, AlipayMockCertificates, AlipayMockConfig};
 use simulator::{Simulator, SimulatorParts};
 use tokio::sync::watch;
 
@@ -52,6 +52,9 @@ struct AlipaySetup {
     seller_id: String,
     app: crate::keys::KeyFiles,
     platform: crate::keys::KeyFiles,
+    /// Always issued, so a client can switch modes; used when `certificate_mode`.
+    certs: crate::keys::AlipayCertFiles,
+    certificate_mode: bool,
 }
 
 async fn bind(address: &str, what: &str) -> anyhow::Result<(tokio::net::TcpListener, String)> {
@@ -77,11 +80,17 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
     let alipay = match &config.alipay {
         Some(alipay) => {
             let dir = config.data_dir.join("keys").join("alipay");
+            let app = crate::keys::ensure_rsa_key_pair(&dir, "app")?;
+            let platform = crate::keys::ensure_rsa_key_pair(&dir, "alipay")?;
+            let certs =
+                crate::keys::ensure_alipay_certificates(&dir, &alipay.app_id, &app, &platform)?;
             Some(AlipaySetup {
                 app_id: alipay.app_id.clone(),
                 seller_id: alipay.seller_id.clone(),
-                app: crate::keys::ensure_rsa_key_pair(&dir, "app")?,
-                platform: crate::keys::ensure_rsa_key_pair(&dir, "alipay")?,
+                app,
+                platform,
+                certs,
+                certificate_mode: alipay.certificate_mode,
             })
         }
         None => None,
@@ -124,8 +133,13 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
             apps: vec![AlipayApp {
                 app_id: a.app_id.clone(),
                 app_public_key_pem: a.app.public_pem.clone(),
+                app_cert_pem: a.certificate_mode.then(|| a.certs.app_pem.clone()),
             }],
             seller_id: a.seller_id.clone(),
+            certificates: a.certificate_mode.then(|| AlipayMockCertificates {
+                alipay_cert_pem: a.certs.alipay_pem.clone(),
+                alipay_root_cert_pem: a.certs.root_pem.clone(),
+            }),
         }),
     })
     .context("cannot start the mock channels")?;
@@ -138,7 +152,11 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
             alipay_public_key_pem: a.platform.public_pem.clone(),
             gateway_url: format!("{simulator_public}/alipay/gateway.do"),
             seller_id: Some(a.seller_id.clone()),
-            certificates: None,
+            certificates: a.certificate_mode.then(|| AlipayCertificates {
+                app_cert_pem: a.certs.app_pem.clone(),
+                alipay_cert_pem: a.certs.alipay_pem.clone(),
+                alipay_root_cert_pem: a.certs.root_pem.clone(),
+            }),
         })
         .map_err(|e| anyhow::anyhow!("cannot configure the Alipay adapter: {e}"))?;
         adapters = adapters.with(Arc::new(adapter));
@@ -270,6 +288,10 @@ fn sandbox_description(
                 "app_private_key_pkcs1_file": a.app.private_pkcs1.display().to_string(),
                 "app_public_key_file": a.app.public.display().to_string(),
                 "alipay_public_key_file": a.platform.public.display().to_string(),
+                "mode": if a.certificate_mode { "certificate" } else { "public_key" },
+                "app_cert_file": a.certs.app.display().to_string(),
+                "alipay_cert_file": a.certs.alipay.display().to_string(),
+                "alipay_root_cert_file": a.certs.root.display().to_string(),
                 "notify_url": format!("{}/notify/alipay", config.gateway.public_base_url),
                 "control_url": format!("{simulator}/_paysim/alipay"),
             }),

@@ -257,8 +257,10 @@ impl AlipaySim {
                 apps: vec![AlipayApp {
                     app_id: APP_ID.to_owned(),
                     app_public_key_pem: keys::APP_PUBLIC.to_owned(),
+                    app_cert_pem: None,
                 }],
                 seller_id: SELLER_ID.to_owned(),
+                certificates: None,
             }),
         })
         .context("simulator")?;

@@ -72,7 +72,12 @@ pub(super) async fn handle(
             } else {
                 mock.signing_key.sign_base64(node_json.as_bytes())
             };
-            let text = wire::response_body(&wire::node_name(api.as_deref()), &node_json, &sign);
+            let text = wire::response_body_with_cert_sn(
+                &wire::node_name(api.as_deref()),
+                &node_json,
+                &sign,
+                mock.response_cert_sn(params.non_empty("app_id")),
+            );
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
@@ -227,7 +232,7 @@ impl AlipayMock {
         let app_id = params
             .non_empty("app_id")
             .ok_or_else(|| ApiError::missing("isv.missing-app-id", "缺少AppID参数"))?;
-        let key = self
+        let app = self
             .apps
             .get(app_id)
             .ok_or_else(|| ApiError::invalid("isv.invalid-app-id", "无效的AppID参数"))?;
@@ -295,8 +300,11 @@ impl AlipayMock {
                 "无效的加密类型参数: content encryption is not supported by the mock",
             ));
         }
+        if let Some(app_cert_sn) = &app.cert_sn {
+            self.check_cert_sns(params, app_cert_sn)?;
+        }
         let content = params.request_sign_content();
-        match key.verify_base64(content.as_bytes(), sign) {
+        match app.key.verify_base64(content.as_bytes(), sign) {
             Ok(()) => {
                 exchange.signature = SignatureVerdict {
                     verdict: "valid".into(),
@@ -343,6 +351,38 @@ impl AlipayMock {
             app_id,
             biz,
         })
+    }
+}
+
+impl AlipayMock {
+    /// Certificate mode: the request names the app certificate and the root bundle the
+    /// gateway knows (checked before the signature, which the app certificate's key
+    /// verifies). Sub-codes and messages as real Alipay answers them (ALIPAY.md).
+    fn check_cert_sns(&self, params: &Params, app_cert_sn: &str) -> Result<(), ApiError> {
+        let sent = params.non_empty("app_cert_sn").ok_or_else(|| {
+            ApiError::invalid("isv.missing-app-cert-sn", "缺少应用公钥证书序列号")
+        })?;
+        if sent != app_cert_sn {
+            return Err(ApiError::invalid(
+                "isv.app-cert-not-exist",
+                format!("应用公钥证书不存在: app_cert_sn {sent} is not the SN of this app's certificate"),
+            ));
+        }
+        let root_cert_sn = self
+            .cert_mode
+            .as_ref()
+            .map(|mode| mode.root_cert_sn.as_str())
+            .unwrap_or_default();
+        let sent = params.non_empty("alipay_root_cert_sn").ok_or_else(|| {
+            ApiError::invalid("isv.missing-alipay-root-cert-sn", "缺少支付宝根证书序列号")
+        })?;
+        if sent != root_cert_sn {
+            return Err(ApiError::invalid(
+                "isv.invalid-alipay-root-cert-sn",
+                "无效支付宝根证书序列号",
+            ));
+        }
+        Ok(())
     }
 }
 

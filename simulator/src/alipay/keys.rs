@@ -6,11 +6,11 @@ use std::fmt;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
+    KeyPair as _, RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rsa::pkcs1::EncodeRsaPublicKey;
+use rsa::pkcs1::{DecodeRsaPublicKey, EncodeRsaPublicKey};
 use rsa::pkcs8::DecodePublicKey;
 
 use crate::SimulatorError;
@@ -46,6 +46,13 @@ impl SigningKey {
                 .map_err(|e| invalid(format!("neither PKCS#8 nor PKCS#1: {e}"))),
         }?;
         Ok(Self { pair })
+    }
+
+    /// Whether `public` is this key's public half (same modulus and exponent).
+    pub fn is_pair_of(&self, public: &VerifyingKey) -> bool {
+        let ours = rsa::RsaPublicKey::from_pkcs1_der(self.pair.public_key().as_ref());
+        let theirs = rsa::RsaPublicKey::from_pkcs1_der(&public.pkcs1_der);
+        matches!((ours, theirs), (Ok(ours), Ok(theirs)) if ours == theirs)
     }
 
     /// Base64 (standard, padded) RSA2 signature of `message`.
@@ -97,16 +104,33 @@ impl VerifyingKey {
         };
         let (label, der) = decode_pem_or_base64(text).map_err(invalid)?;
         let pkcs1_der = match label.as_deref() {
-            Some("PUBLIC KEY") | None => rsa::RsaPublicKey::from_public_key_der(&der)
-                .map_err(|e| invalid(format!("not an RSA SubjectPublicKeyInfo: {e}")))?
-                .to_pkcs1_der()
-                .map_err(|e| invalid(e.to_string()))?
-                .as_bytes()
-                .to_vec(),
+            Some("PUBLIC KEY") | None => return Self::from_spki_der(&der, what),
             Some("RSA PUBLIC KEY") => der,
             Some(other) => return Err(invalid(format!("unexpected PEM label {other:?}"))),
         };
         Ok(Self { pkcs1_der })
+    }
+
+    /// An RSA key from a DER SubjectPublicKeyInfo (e.g. a certificate's).
+    pub fn from_spki_der(der: &[u8], what: &str) -> Result<Self, SimulatorError> {
+        let invalid = |reason: String| SimulatorError::InvalidKey {
+            what: what.to_owned(),
+            reason,
+        };
+        let pkcs1_der = rsa::RsaPublicKey::from_public_key_der(der)
+            .map_err(|e| invalid(format!("not an RSA SubjectPublicKeyInfo: {e}")))?
+            .to_pkcs1_der()
+            .map_err(|e| invalid(e.to_string()))?
+            .as_bytes()
+            .to_vec();
+        Ok(Self { pkcs1_der })
+    }
+
+    /// Whether two keys are the same RSA public key.
+    pub fn same_key(&self, other: &VerifyingKey) -> bool {
+        let ours = rsa::RsaPublicKey::from_pkcs1_der(&self.pkcs1_der);
+        let theirs = rsa::RsaPublicKey::from_pkcs1_der(&other.pkcs1_der);
+        matches!((ours, theirs), (Ok(ours), Ok(theirs)) if ours == theirs)
     }
 
     /// Verifies a base64 RSA2 signature over `message`.

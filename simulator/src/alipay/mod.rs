@@ -6,6 +6,7 @@
 
 mod bill;
 mod cashier;
+mod cert;
 mod gateway;
 mod keys;
 mod notify;
@@ -28,10 +29,11 @@ use crate::faults::FaultBoard;
 use crate::money::format_yuan;
 use crate::{SimulatorError, SimulatorParts};
 
+pub use cert::{cert_sn, root_cert_sn};
 pub use keys::{SigningKey, VerifyingKey};
 use trade::Trade;
 /// The simulator's own canonicalisation, public so golden vectors can pin it.
-pub use wire::{node_name, response_body, sign_content, Params};
+pub use wire::{node_name, response_body, response_body_with_cert_sn, sign_content, Params};
 
 /// Configuration of the mock Alipay gateway.
 #[derive(Clone)]
@@ -42,6 +44,21 @@ pub struct AlipayMockConfig {
     pub apps: Vec<AlipayApp>,
     /// The merchant's Alipay user id (`2088` + 12 digits), reported as `seller_id`.
     pub seller_id: String,
+    /// The gateway's certificates, for apps in public-key-certificate mode (required when
+    /// any app has an `app_cert_pem`).
+    pub certificates: Option<AlipayMockCertificates>,
+}
+
+/// The Alipay side of public-key-certificate mode: what a merchant downloads as
+/// `alipayCertPublicKey_RSA2.crt` and `alipayRootCert.crt`.
+#[derive(Debug, Clone)]
+pub struct AlipayMockCertificates {
+    /// The Alipay certificate (PEM): its public key must be that of `alipay_private_key_pem`;
+    /// its SN is the `alipay_cert_sn` of every response to a certificate-mode app.
+    pub alipay_cert_pem: String,
+    /// The root bundle (PEM, one or more certificates): requests from certificate-mode apps
+    /// must carry its SN as `alipay_root_cert_sn`.
+    pub alipay_root_cert_pem: String,
 }
 
 impl std::fmt::Debug for AlipayMockConfig {
@@ -50,6 +67,7 @@ impl std::fmt::Debug for AlipayMockConfig {
             .field("alipay_private_key_pem", &"<redacted>")
             .field("apps", &self.apps)
             .field("seller_id", &self.seller_id)
+            .field("certificates", &self.certificates)
             .finish()
     }
 }
@@ -58,8 +76,28 @@ impl std::fmt::Debug for AlipayMockConfig {
 #[derive(Debug, Clone)]
 pub struct AlipayApp {
     pub app_id: String,
-    /// The app's public key: SPKI PEM or bare base64 SPKI.
+    /// The app's public key: SPKI PEM or bare base64 SPKI. In certificate mode the key comes
+    /// from `app_cert_pem`; this may then be empty, and must otherwise be the same key.
     pub app_public_key_pem: String,
+    /// The app's public-key certificate (`appCertPublicKey_<app_id>.crt`, PEM). When set, the
+    /// app is in public-key-certificate mode: requests must carry `app_cert_sn` (this
+    /// certificate's SN) and `alipay_root_cert_sn`, and responses carry `alipay_cert_sn`.
+    pub app_cert_pem: Option<String>,
+}
+
+/// A registered app as the gateway uses it.
+#[derive(Debug, Clone)]
+struct RegisteredApp {
+    key: VerifyingKey,
+    /// The SN of the app certificate; Some for certificate-mode apps.
+    cert_sn: Option<String>,
+}
+
+/// The gateway's side of certificate mode, parsed once.
+#[derive(Debug, Clone)]
+struct CertMode {
+    alipay_cert_sn: String,
+    root_cert_sn: String,
 }
 
 /// The server-to-server API methods the mock implements on `gateway.do` (also the valid
@@ -129,7 +167,8 @@ const MAX_EXCHANGES: usize = 10_000;
 /// The mock Alipay gateway.
 pub struct AlipayMock {
     seller_id: String,
-    apps: BTreeMap<String, VerifyingKey>,
+    apps: BTreeMap<String, RegisteredApp>,
+    cert_mode: Option<CertMode>,
     signing_key: SigningKey,
     forger_key: SigningKey,
     clock: Arc<dyn Clock>,
@@ -176,6 +215,10 @@ impl AlipayMock {
         }
         let signing_key = SigningKey::parse(&config.alipay_private_key_pem, "alipay private key")?;
         let forger_key = SigningKey::parse(keys::FORGER_PRIVATE_KEY_PEM, "built-in forger key")?;
+        let cert_mode = match &config.certificates {
+            None => None,
+            Some(certificates) => Some(cert_mode(certificates, &signing_key)?),
+        };
         let mut apps = BTreeMap::new();
         for app in &config.apps {
             if app.app_id.is_empty() || app.app_id.len() > 32 {
@@ -184,15 +227,13 @@ impl AlipayMock {
                     app.app_id
                 )));
             }
-            let key = VerifyingKey::parse(
-                &app.app_public_key_pem,
-                &format!("public key of app {}", app.app_id),
-            )?;
-            apps.insert(app.app_id.clone(), key);
+            let registered = register_app(app, cert_mode.is_some())?;
+            apps.insert(app.app_id.clone(), registered);
         }
         Ok(Arc::new_cyclic(|this| Self {
             seller_id: config.seller_id,
             apps,
+            cert_mode,
             signing_key,
             forger_key,
             clock: Arc::clone(&parts.clock),
@@ -204,6 +245,15 @@ impl AlipayMock {
             state: Mutex::new(State::default()),
             this: this.clone(),
         }))
+    }
+
+    /// The `alipay_cert_sn` a response to `app_id` carries: Some for certificate-mode apps.
+    fn response_cert_sn(&self, app_id: Option<&str>) -> Option<&str> {
+        let app = self.apps.get(app_id?)?;
+        app.cert_sn.as_ref()?;
+        self.cert_mode
+            .as_ref()
+            .map(|mode| mode.alipay_cert_sn.as_str())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -256,6 +306,59 @@ impl AlipayMock {
                 .collect(),
         }
     }
+}
+
+/// Parses the gateway's certificates: the Alipay certificate must carry the public half of the
+/// gateway's signing key, and the root bundle must have at least one RSA-signed certificate.
+fn cert_mode(
+    certificates: &AlipayMockCertificates,
+    signing_key: &SigningKey,
+) -> Result<CertMode, SimulatorError> {
+    let alipay_cert = cert::parse_cert(&certificates.alipay_cert_pem, "alipay certificate")?;
+    if !signing_key.is_pair_of(&alipay_cert.public_key) {
+        return Err(SimulatorError::InvalidConfig(
+            "the alipay certificate's public key does not match alipay_private_key_pem".into(),
+        ));
+    }
+    Ok(CertMode {
+        alipay_cert_sn: alipay_cert.sn,
+        root_cert_sn: cert::root_cert_sn(&certificates.alipay_root_cert_pem)?,
+    })
+}
+
+/// An app's verifying key (from its certificate in certificate mode) and certificate SN.
+fn register_app(app: &AlipayApp, have_certificates: bool) -> Result<RegisteredApp, SimulatorError> {
+    let Some(cert_pem) = &app.app_cert_pem else {
+        let key = VerifyingKey::parse(
+            &app.app_public_key_pem,
+            &format!("public key of app {}", app.app_id),
+        )?;
+        return Ok(RegisteredApp { key, cert_sn: None });
+    };
+    if !have_certificates {
+        return Err(SimulatorError::InvalidConfig(format!(
+            "alipay app {} is in certificate mode (app_cert_pem) but the mock has no \
+             certificates (alipay certificate and root bundle)",
+            app.app_id
+        )));
+    }
+    let app_cert = cert::parse_cert(cert_pem, &format!("certificate of app {}", app.app_id))?;
+    if !app.app_public_key_pem.trim().is_empty() {
+        let key = VerifyingKey::parse(
+            &app.app_public_key_pem,
+            &format!("public key of app {}", app.app_id),
+        )?;
+        if !key.same_key(&app_cert.public_key) {
+            return Err(SimulatorError::InvalidConfig(format!(
+                "alipay app {}: app_public_key_pem is not the key of app_cert_pem",
+                app.app_id
+            )));
+        }
+    }
+    Ok(RegisteredApp {
+        key: app_cert.public_key,
+        cert_sn: Some(app_cert.sn),
+    })
 }
 
 /// The Alipay routes: the gateway, the QR-code landing page, the cashier, the wallet and

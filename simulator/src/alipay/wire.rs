@@ -290,11 +290,30 @@ pub fn node_name(method: Option<&str>) -> String {
 
 /// The whole response body: `{"<node_name>":<node>,"sign":"<sign>"}`, node first.
 pub fn response_body(node_name: &str, node_json: &str, sign: &str) -> String {
-    format!(
-        "{{{}:{node_json},\"sign\":{}}}",
+    response_body_with_cert_sn(node_name, node_json, sign, None)
+}
+
+/// The response body, in certificate mode with `"alipay_cert_sn":"<sn>"` after `sign`
+/// (`{"<node_name>":<node>,"sign":"…","alipay_cert_sn":"…"}`): real Alipay puts it before
+/// `sign`, which breaks the official Python SDK's extraction; after `sign` every SDK parser
+/// in notes A2.2 finds the node and its signature.
+pub fn response_body_with_cert_sn(
+    node_name: &str,
+    node_json: &str,
+    sign: &str,
+    alipay_cert_sn: Option<&str>,
+) -> String {
+    let mut body = format!(
+        "{{{}:{node_json},\"sign\":{}",
         Value::String(node_name.to_owned()),
         Value::String(sign.to_owned())
-    )
+    );
+    if let Some(sn) = alipay_cert_sn {
+        body.push_str(",\"alipay_cert_sn\":");
+        body.push_str(&Value::String(sn.to_owned()).to_string());
+    }
+    body.push('}');
+    body
 }
 
 #[cfg(test)]
@@ -353,6 +372,10 @@ mod tests {
         assert_eq!(
             response_body("a_response", "{}", "s+/="),
             r#"{"a_response":{},"sign":"s+/="}"#
+        );
+        assert_eq!(
+            response_body_with_cert_sn("a_response", "{}", "s+/=", Some("ab_cd")),
+            r#"{"a_response":{},"sign":"s+/=","alipay_cert_sn":"ab_cd"}"#
         );
     }
 }

@@ -7,6 +7,7 @@
 
 mod bill;
 mod buyer;
+mod cert;
 mod vectors;
 
 use std::sync::{Arc, Mutex};
@@ -191,6 +192,19 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_alipay(AlipayMockConfig {
+            alipay_private_key_pem: ALIPAY_PRIVATE_PKCS1.into(),
+            apps: vec![AlipayApp {
+                app_id: APP_ID.into(),
+                app_public_key_pem: APP_PUBLIC.into(),
+                app_cert_pem: None,
+            }],
+            seller_id: SELLER_ID.into(),
+            certificates: None,
+        })
+    }
+
+    fn with_alipay(config: AlipayMockConfig) -> Self {
         let clock = VirtualClock::new(T0);
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let scheduler = Scheduler::new(Arc::clone(&shared));
@@ -201,14 +215,7 @@ impl Harness {
             entropy: Arc::new(SeededEntropy::new(7)),
             transport: Arc::new(transport.clone()),
             public_base_url: BASE.into(),
-            alipay: Some(AlipayMockConfig {
-                alipay_private_key_pem: ALIPAY_PRIVATE_PKCS1.into(),
-                apps: vec![AlipayApp {
-                    app_id: APP_ID.into(),
-                    app_public_key_pem: APP_PUBLIC.into(),
-                }],
-                seller_id: SELLER_ID.into(),
-            }),
+            alipay: Some(config),
         })
         .unwrap();
         Self {
@@ -1216,8 +1223,10 @@ fn keys_are_parsed_once_and_bad_ones_rejected() {
                 app_id: APP_ID.into(),
                 app_public_key_pem: std::fs::read_to_string(format!("{KEYS}app_public.pem"))
                     .unwrap(),
+                app_cert_pem: None,
             }],
             seller_id: seller.into(),
+            certificates: None,
         }),
     };
     assert!(Simulator::new(parts(ALIPAY_PRIVATE_PKCS1, SELLER_ID)).is_ok());
