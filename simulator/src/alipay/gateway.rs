@@ -233,8 +233,7 @@ impl AlipayMock {
             .non_empty("app_id")
             .ok_or_else(|| ApiError::missing("isv.missing-app-id", "缺少AppID参数"))?;
         let app = self
-            .apps
-            .get(app_id)
+            .app(app_id)
             .ok_or_else(|| ApiError::invalid("isv.invalid-app-id", "无效的AppID参数"))?;
         if !accepted.contains(&method) {
             return Err(ApiError::invalid(
@@ -423,7 +422,10 @@ fn faulted_reply(fault: &FiredFault) -> Reply {
         | FaultKind::DuplicateNotification
         | FaultKind::ForgedNotification
         | FaultKind::TamperedNotificationAmount
-        | FaultKind::DropNotification => Reply::Node {
+        | FaultKind::DropNotification
+        | FaultKind::SigntestResponse
+        | FaultKind::RefundAbnormal
+        | FaultKind::RefundClosed => Reply::Node {
             node: ApiError::system_error().into_node(),
             corrupt_signature: false,
         },

@@ -30,7 +30,7 @@ use crate::money::format_yuan;
 use crate::{SimulatorError, SimulatorParts};
 
 pub use cert::{cert_sn, root_cert_sn};
-pub use keys::{SigningKey, VerifyingKey};
+pub use keys::{SigningKey, VerifyError, VerifyingKey};
 use trade::Trade;
 /// The simulator's own canonicalisation, public so golden vectors can pin it.
 pub use wire::{node_name, response_body, response_body_with_cert_sn, sign_content, Params};
@@ -167,7 +167,8 @@ const MAX_EXCHANGES: usize = 10_000;
 /// The mock Alipay gateway.
 pub struct AlipayMock {
     seller_id: String,
-    apps: BTreeMap<String, RegisteredApp>,
+    /// Registered from the configuration, and at run time through `POST /_paysim/alipay/apps`.
+    apps: std::sync::RwLock<BTreeMap<String, RegisteredApp>>,
     cert_mode: Option<CertMode>,
     signing_key: SigningKey,
     forger_key: SigningKey,
@@ -187,7 +188,7 @@ impl std::fmt::Debug for AlipayMock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AlipayMock")
             .field("seller_id", &self.seller_id)
-            .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .field("apps", &self.app_ids())
             .finish_non_exhaustive()
     }
 }
@@ -232,7 +233,7 @@ impl AlipayMock {
         }
         Ok(Arc::new_cyclic(|this| Self {
             seller_id: config.seller_id,
-            apps,
+            apps: std::sync::RwLock::new(apps),
             cert_mode,
             signing_key,
             forger_key,
@@ -247,9 +248,44 @@ impl AlipayMock {
         }))
     }
 
+    /// A registered app (a copy: registration may replace it meanwhile).
+    fn app(&self, app_id: &str) -> Option<RegisteredApp> {
+        self.apps
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(app_id)
+            .cloned()
+    }
+
+    fn app_ids(&self) -> Vec<String> {
+        self.apps
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Registers (or replaces) an app at run time: the admin API behind
+    /// `POST /_paysim/alipay/apps`.
+    pub fn register(&self, app: &AlipayApp) -> Result<(), SimulatorError> {
+        if app.app_id.is_empty() || app.app_id.len() > 32 {
+            return Err(SimulatorError::InvalidConfig(format!(
+                "alipay app_id must have 1 to 32 characters, got {:?}",
+                app.app_id
+            )));
+        }
+        let registered = register_app(app, self.cert_mode.is_some())?;
+        self.apps
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(app.app_id.clone(), registered);
+        Ok(())
+    }
+
     /// The `alipay_cert_sn` a response to `app_id` carries: Some for certificate-mode apps.
     fn response_cert_sn(&self, app_id: Option<&str>) -> Option<&str> {
-        let app = self.apps.get(app_id?)?;
+        let app = self.app(app_id?)?;
         app.cert_sn.as_ref()?;
         self.cert_mode
             .as_ref()
@@ -363,6 +399,96 @@ fn register_app(app: &AlipayApp, have_certificates: bool) -> Result<RegisteredAp
 
 /// The Alipay routes: the gateway, the QR-code landing page, the cashier, the wallet and
 /// bill downloads.
+/// One app as `GET /_paysim/alipay/apps` shows it.
+#[derive(Debug, serde::Serialize)]
+struct AppView {
+    app_id: String,
+    mode: &'static str,
+    app_cert_sn: Option<String>,
+}
+
+async fn list_apps(
+    axum::extract::State(mock): axum::extract::State<Arc<AlipayMock>>,
+) -> axum::Json<Vec<AppView>> {
+    let apps = mock
+        .apps
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    axum::Json(
+        apps.iter()
+            .map(|(app_id, app)| AppView {
+                app_id: app_id.clone(),
+                mode: if app.cert_sn.is_some() {
+                    "certificate"
+                } else {
+                    "public_key"
+                },
+                app_cert_sn: app.cert_sn.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// The body of `POST /_paysim/alipay/apps`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterApp {
+    app_id: String,
+    #[serde(default)]
+    app_public_key_pem: String,
+    #[serde(default)]
+    app_cert_pem: Option<String>,
+}
+
+async fn register_app_route(
+    axum::extract::State(mock): axum::extract::State<Arc<AlipayMock>>,
+    body: Result<axum::Json<RegisterApp>, axum::extract::rejection::JsonRejection>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let error = |status: http::StatusCode, code: &str, message: String| {
+        (
+            status,
+            axum::Json(serde_json::json!({ "code": code, "message": message })),
+        )
+            .into_response()
+    };
+    let body = match body {
+        Ok(axum::Json(body)) => body,
+        Err(rejection) => {
+            return error(
+                http::StatusCode::BAD_REQUEST,
+                "invalid_body",
+                rejection.body_text(),
+            )
+        }
+    };
+    let app = AlipayApp {
+        app_id: body.app_id,
+        app_public_key_pem: body.app_public_key_pem,
+        app_cert_pem: body.app_cert_pem,
+    };
+    match mock.register(&app) {
+        Ok(()) => {
+            let registered = mock.app(&app.app_id);
+            let view = AppView {
+                app_id: app.app_id.clone(),
+                mode: if app.app_cert_pem.is_some() {
+                    "certificate"
+                } else {
+                    "public_key"
+                },
+                app_cert_sn: registered.and_then(|r| r.cert_sn),
+            };
+            (http::StatusCode::CREATED, axum::Json(view)).into_response()
+        }
+        Err(e) => error(
+            http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_app",
+            e.to_string(),
+        ),
+    }
+}
+
 pub(crate) fn router(mock: Arc<AlipayMock>) -> Router {
     Router::new()
         .route("/alipay/gateway.do", any(gateway::handle))
@@ -374,6 +500,10 @@ pub(crate) fn router(mock: Arc<AlipayMock>) -> Router {
         .route("/alipay/cashier/{token}/{action}", post(cashier::act))
         .route("/alipay/wallet/app-pay", post(wallet::app_pay))
         .route("/alipay/bill/{token}", get(bill::download))
+        .route(
+            "/_paysim/alipay/apps",
+            get(list_apps).post(register_app_route),
+        )
         .with_state(mock)
 }
 
@@ -388,7 +518,7 @@ impl MockChannel for AlipayMock {
             protocol: "Alipay OpenAPI (gateway.do, RSA2)".into(),
             endpoint: format!("{}/alipay/gateway.do", self.base_url),
             fault_targets: METHODS.iter().map(|m| (*m).to_owned()).collect(),
-            merchants: self.apps.keys().cloned().collect(),
+            merchants: self.app_ids(),
         }
     }
 

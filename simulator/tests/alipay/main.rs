@@ -1233,3 +1233,58 @@ fn keys_are_parsed_once_and_bad_ones_rejected() {
     assert!(Simulator::new(parts("garbage", SELLER_ID)).is_err());
     assert!(Simulator::new(parts(ALIPAY_PRIVATE_PKCS1, "1234")).is_err());
 }
+
+#[tokio::test]
+async fn apps_registered_through_the_admin_api_are_served() {
+    let h = Harness::new();
+    let other = "2021000000000777";
+    // Unknown until registered.
+    let node = h
+        .call(
+            "alipay.trade.query",
+            json!({"out_trade_no": "X"}),
+            &[("app_id", other)],
+        )
+        .await;
+    assert_eq!(node["sub_code"], "isv.invalid-app-id");
+
+    let (status, body) = h
+        .control(
+            Method::POST,
+            "/_paysim/alipay/apps",
+            Some(json!({"app_id": other, "app_public_key_pem": APP_PUBLIC})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["mode"], "public_key");
+
+    // Now a request signed with that key is verified and answered.
+    let node = h
+        .call(
+            "alipay.trade.query",
+            json!({"out_trade_no": "X"}),
+            &[("app_id", other)],
+        )
+        .await;
+    assert_eq!(node["sub_code"], "ACQ.TRADE_NOT_EXIST", "{node}");
+    let (status, list) = h.control(Method::GET, "/_paysim/alipay/apps", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["app_id"] == other),
+        "{list}"
+    );
+
+    // A key that does not parse is refused, naming the problem.
+    let (status, body) = h
+        .control(
+            Method::POST,
+            "/_paysim/alipay/apps",
+            Some(json!({"app_id": "2021000000000778", "app_public_key_pem": "junk"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "invalid_app");
+}
