@@ -357,10 +357,7 @@ impl AlipayMock {
                 FaultKind::BadResponseSignature
                 | FaultKind::ErrorCode
                 | FaultKind::SystemError
-                | FaultKind::Http500
-                | FaultKind::SigntestResponse
-                | FaultKind::RefundAbnormal
-                | FaultKind::RefundClosed,
+                | FaultKind::Http500,
                 _,
             ))
             | None => self.signing_key.sign_base64(content(&params).as_bytes()),
