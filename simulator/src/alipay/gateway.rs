@@ -422,10 +422,7 @@ fn faulted_reply(fault: &FiredFault) -> Reply {
         | FaultKind::DuplicateNotification
         | FaultKind::ForgedNotification
         | FaultKind::TamperedNotificationAmount
-        | FaultKind::DropNotification
-        | FaultKind::SigntestResponse
-        | FaultKind::RefundAbnormal
-        | FaultKind::RefundClosed => Reply::Node {
+        | FaultKind::DropNotification => Reply::Node {
             node: ApiError::system_error().into_node(),
             corrupt_signature: false,
         },
