@@ -50,6 +50,7 @@ pub async fn alipay(seconds: u64, concurrency: usize) -> anyhow::Result<()> {
         entropy: Arc::new(OsEntropy),
         transport: Arc::clone(&transport),
         public_base_url: base.clone(),
+        wechatpay: None,
         alipay: Some(AlipayMockConfig {
             alipay_private_key_pem: platform.private_pkcs8_pem.clone(),
             apps: vec![AlipayApp {

@@ -128,6 +128,7 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
         entropy: Arc::clone(&entropy),
         transport: Arc::clone(&transport),
         public_base_url: simulator_public.clone(),
+        wechatpay: None,
         alipay: alipay.as_ref().map(|a| AlipayMockConfig {
             alipay_private_key_pem: a.platform.private_pkcs8_pem.clone(),
             apps: vec![AlipayApp {

@@ -18,6 +18,8 @@ use crate::control::ControlError;
 pub enum FaultScope {
     Request,
     Notification,
+    /// The outcome of an accepted refund (channels whose refunds settle asynchronously).
+    Refund,
 }
 
 /// Every protocol fault a mock channel can commit.
@@ -33,11 +35,29 @@ pub enum FaultKind {
     ForgedNotification,
     TamperedNotificationAmount,
     DropNotification,
+    SigntestResponse,
+    RefundAbnormal,
+    RefundClosed,
 }
 
 impl FaultKind {
     /// The whole catalogue, in documentation order.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 11] = [
+        FaultKind::BadResponseSignature,
+        FaultKind::ErrorCode,
+        FaultKind::SystemError,
+        FaultKind::Http500,
+        FaultKind::DuplicateNotification,
+        FaultKind::ForgedNotification,
+        FaultKind::TamperedNotificationAmount,
+        FaultKind::DropNotification,
+        FaultKind::SigntestResponse,
+        FaultKind::RefundAbnormal,
+        FaultKind::RefundClosed,
+    ];
+
+    /// The faults every channel supports; the rest are channel-specific (see each doc line).
+    pub const COMMON: [FaultKind; 8] = [
         FaultKind::BadResponseSignature,
         FaultKind::ErrorCode,
         FaultKind::SystemError,
@@ -59,6 +79,9 @@ impl FaultKind {
             FaultKind::ForgedNotification => "forged_notification",
             FaultKind::TamperedNotificationAmount => "tampered_notification_amount",
             FaultKind::DropNotification => "drop_notification",
+            FaultKind::SigntestResponse => "signtest_response",
+            FaultKind::RefundAbnormal => "refund_abnormal",
+            FaultKind::RefundClosed => "refund_closed",
         }
     }
 
@@ -89,6 +112,15 @@ impl FaultKind {
             FaultKind::DropNotification => {
                 "Lose a notification attempt: nothing is sent, the retry schedule goes on."
             }
+            FaultKind::SigntestResponse => {
+                "WeChat Pay only: process the request, but put a WECHATPAY/SIGNTEST/ signature (never verifies) in Wechatpay-Signature."
+            }
+            FaultKind::RefundAbnormal => {
+                "WeChat Pay only (target refund): the next accepted refund ends ABNORMAL instead of SUCCESS (REFUND.ABNORMAL notification)."
+            }
+            FaultKind::RefundClosed => {
+                "WeChat Pay only (target refund): the next accepted refund ends CLOSED instead of SUCCESS (REFUND.CLOSED notification)."
+            }
         }
     }
 
@@ -98,7 +130,9 @@ impl FaultKind {
             FaultKind::BadResponseSignature
             | FaultKind::ErrorCode
             | FaultKind::SystemError
-            | FaultKind::Http500 => FaultScope::Request,
+            | FaultKind::Http500
+            | FaultKind::SigntestResponse => FaultScope::Request,
+            FaultKind::RefundAbnormal | FaultKind::RefundClosed => FaultScope::Refund,
             FaultKind::DuplicateNotification
             | FaultKind::ForgedNotification
             | FaultKind::TamperedNotificationAmount
@@ -116,6 +150,8 @@ impl FaultKind {
 pub const ANY_TARGET: &str = "*";
 /// The target of notification faults.
 pub const NOTIFY_TARGET: &str = "notify";
+/// The target of refund-outcome faults.
+pub const REFUND_TARGET: &str = "refund";
 
 /// A request to arm a fault (`POST /_paysim/{channel}/faults`).
 #[derive(Debug, Clone, Deserialize)]
@@ -185,15 +221,31 @@ struct Board {
 }
 
 /// The faults armed on one channel, consumed first-armed-first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FaultBoard {
     board: Mutex<Board>,
+    /// The kinds this channel can commit; arming another is refused.
+    supported: Vec<FaultKind>,
+}
+
+impl Default for FaultBoard {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl FaultBoard {
-    /// An empty board.
+    /// An empty board for a channel supporting the common faults ([`FaultKind::COMMON`]).
     pub fn new() -> Self {
-        Self::default()
+        Self::supporting(&FaultKind::COMMON)
+    }
+
+    /// An empty board for a channel supporting exactly `kinds`.
+    pub fn supporting(kinds: &[FaultKind]) -> Self {
+        Self {
+            board: Mutex::new(Board::default()),
+            supported: kinds.to_vec(),
+        }
     }
 
     /// Arms `spec` after checking its fault name and that its target suits the fault's
@@ -212,14 +264,22 @@ impl FaultBoard {
                 ),
             )
         })?;
+        if !self.supported.contains(&kind) {
+            return Err(ControlError::bad_request(
+                "unsupported_fault",
+                format!("this channel cannot commit fault {}", kind.name()),
+            ));
+        }
         let target_ok = spec.target == ANY_TARGET
             || match kind.scope() {
                 FaultScope::Notification => spec.target == NOTIFY_TARGET,
+                FaultScope::Refund => spec.target == REFUND_TARGET,
                 FaultScope::Request => request_targets.contains(&spec.target.as_str()),
             };
         if !target_ok {
             let expected = match kind.scope() {
                 FaultScope::Notification => format!("{NOTIFY_TARGET:?} or \"*\""),
+                FaultScope::Refund => format!("{REFUND_TARGET:?} or \"*\""),
                 FaultScope::Request => format!("\"*\" or one of {request_targets:?}"),
             };
             return Err(ControlError::bad_request(
@@ -272,6 +332,11 @@ impl FaultBoard {
     /// Takes one shot of the first live notification fault.
     pub fn take_for_notification(&self) -> Option<FiredFault> {
         self.take(FaultScope::Notification, NOTIFY_TARGET)
+    }
+
+    /// Takes one shot of the first live refund-outcome fault.
+    pub fn take_for_refund(&self) -> Option<FiredFault> {
+        self.take(FaultScope::Refund, REFUND_TARGET)
     }
 
     fn take(&self, scope: FaultScope, target: &str) -> Option<FiredFault> {
@@ -330,6 +395,12 @@ mod tests {
         assert!(board.arm(spec("x.y", "http_500", 1), &targets).is_err());
         assert!(board.arm(spec("*", "nope", 1), &targets).is_err());
         assert!(board.arm(spec("*", "http_500", 0), &targets).is_err());
+        assert!(
+            board
+                .arm(spec("*", "signtest_response", 1), &targets)
+                .is_err(),
+            "channel-specific faults need a board that supports them"
+        );
 
         board
             .arm(spec("alipay.trade.query", "http_500", 2), &targets)
@@ -359,5 +430,29 @@ mod tests {
         assert_eq!(board.list().len(), 3);
         assert_eq!(board.clear(), 3);
         assert!(board.list().is_empty());
+    }
+
+    #[test]
+    fn refund_faults_have_their_own_target() {
+        let board = FaultBoard::supporting(&FaultKind::ALL);
+        let targets = ["refund.create"];
+        assert!(board
+            .arm(spec("refund.create", "refund_abnormal", 1), &targets)
+            .is_err());
+        board
+            .arm(spec("refund", "refund_closed", 1), &targets)
+            .unwrap();
+        board
+            .arm(spec("*", "refund_abnormal", 1), &targets)
+            .unwrap();
+        assert!(board.take_for_request("refund.create").is_none());
+        assert_eq!(
+            board.take_for_refund().map(|f| f.kind),
+            Some(FaultKind::RefundClosed)
+        );
+        assert_eq!(
+            board.take_for_refund().map(|f| f.kind),
+            Some(FaultKind::RefundAbnormal)
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod alipay;
 pub mod control;
 pub mod faults;
 mod money;
+pub mod wechatpay;
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct SimulatorParts {
     pub public_base_url: String,
     /// The mock Alipay gateway, when enabled.
     pub alipay: Option<alipay::AlipayMockConfig>,
+    /// The mock WeChat Pay APIv3 server (served at `/v3/…`), when enabled.
+    pub wechatpay: Option<wechatpay::WechatpayMockConfig>,
 }
 
 /// Why a simulator could not be built from its configuration.
@@ -60,6 +63,7 @@ pub struct Simulator {
 
 struct SimulatorInner {
     alipay: Option<Arc<alipay::AlipayMock>>,
+    wechatpay: Option<Arc<wechatpay::WechatpayMock>>,
     channels: Vec<Arc<dyn MockChannel>>,
 }
 
@@ -96,8 +100,20 @@ impl Simulator {
             }
             None => None,
         };
+        let wechatpay = match parts.wechatpay.clone() {
+            Some(config) => {
+                let mock = wechatpay::WechatpayMock::new(config, &parts, &base)?;
+                channels.push(mock.clone());
+                Some(mock)
+            }
+            None => None,
+        };
         Ok(Simulator {
-            inner: Arc::new(SimulatorInner { alipay, channels }),
+            inner: Arc::new(SimulatorInner {
+                alipay,
+                wechatpay,
+                channels,
+            }),
         })
     }
 
@@ -117,11 +133,15 @@ impl Simulator {
 }
 
 /// The simulator's HTTP surface: each enabled channel's protocol endpoints (Alipay under
-/// `/alipay/…`) and the control plane under `/_paysim/…`.
+/// `/alipay/…`; WeChat Pay at the root under `/v3/…`, as the real API, plus its buyer page
+/// under `/wechatpay/…`) and the control plane under `/_paysim/…`.
 pub fn app(sim: Simulator) -> axum::Router {
     let mut router = control::router(sim.clone());
     if let Some(alipay) = &sim.inner.alipay {
         router = router.merge(alipay::router(Arc::clone(alipay)));
+    }
+    if let Some(wechatpay) = &sim.inner.wechatpay {
+        router = router.merge(wechatpay::router(Arc::clone(wechatpay)));
     }
     router
 }

@@ -252,6 +252,7 @@ impl AlipaySim {
             entropy: Arc::new(SeededEntropy::with_stream(options.seed, SIMULATOR_STREAM)),
             transport: Arc::new(transport.clone()),
             public_base_url: ALIPAY_URL.to_owned(),
+            wechatpay: None,
             alipay: Some(AlipayMockConfig {
                 alipay_private_key_pem: keys::ALIPAY_PRIVATE_PKCS1.to_owned(),
                 apps: vec![AlipayApp {

@@ -422,7 +422,10 @@ fn faulted_reply(fault: &FiredFault) -> Reply {
         | FaultKind::DuplicateNotification
         | FaultKind::ForgedNotification
         | FaultKind::TamperedNotificationAmount
-        | FaultKind::DropNotification => Reply::Node {
+        | FaultKind::DropNotification
+        | FaultKind::SigntestResponse
+        | FaultKind::RefundAbnormal
+        | FaultKind::RefundClosed => Reply::Node {
             node: ApiError::system_error().into_node(),
             corrupt_signature: false,
         },

@@ -357,7 +357,10 @@ impl AlipayMock {
                 FaultKind::BadResponseSignature
                 | FaultKind::ErrorCode
                 | FaultKind::SystemError
-                | FaultKind::Http500,
+                | FaultKind::Http500
+                | FaultKind::SigntestResponse
+                | FaultKind::RefundAbnormal
+                | FaultKind::RefundClosed,
                 _,
             ))
             | None => self.signing_key.sign_base64(content(&params).as_bytes()),

@@ -320,6 +320,7 @@ fn construction_checks_the_certificates() {
             entropy: Arc::new(SeededEntropy::new(1)),
             transport: Arc::new(InProcessTransport::new()),
             public_base_url: BASE.into(),
+            wechatpay: None,
             alipay: Some(config),
         })
     };

@@ -215,6 +215,7 @@ impl Harness {
             entropy: Arc::new(SeededEntropy::new(7)),
             transport: Arc::new(transport.clone()),
             public_base_url: BASE.into(),
+            wechatpay: None,
             alipay: Some(config),
         })
         .unwrap();
@@ -1217,6 +1218,7 @@ fn keys_are_parsed_once_and_bad_ones_rejected() {
         entropy: Arc::new(SeededEntropy::new(1)),
         transport: Arc::new(InProcessTransport::new()),
         public_base_url: BASE.into(),
+        wechatpay: None,
         alipay: Some(AlipayMockConfig {
             alipay_private_key_pem: key.into(),
             apps: vec![AlipayApp {

@@ -1,0 +1,505 @@
+//! Notifications (`TRANSACTION.SUCCESS`, `REFUND.SUCCESS|ABNORMAL|CLOSED`): a JSON envelope
+//! whose `resource` is AEAD_AES_256_GCM-encrypted with the merchant's APIv3 key, POSTed to
+//! the `notify_url` through the Transport with headers signed like responses; acknowledged
+//! by HTTP 200 or 204, otherwise re-sent after 15s, 15s, 30s, 3m, 10m, 20m, 30m, 30m, 30m,
+//! 60m, 3h, 3h, 3h, 6h, 6h (16 attempts over 24h04m, notes A5). Every attempt is a job on
+//! the scheduler, never a free spawn.
+
+use std::sync::Arc;
+
+use determinism::{format_rfc3339, job, EntropyExt, UnixMillis};
+use http::header::{CONTENT_TYPE, USER_AGENT};
+use serde_json::{json, Value};
+
+use super::auth::{self, Sealed};
+use super::{SignatureMode, State, TradeKey, WechatpayMock};
+use crate::control::{AttemptView, NotificationView};
+use crate::faults::{FaultKind, FiredFault};
+
+const SECOND_MS: i64 = 1_000;
+const MINUTE_MS: i64 = 60 * SECOND_MS;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
+/// Delay before attempt n+2, after attempt n+1 failed (attempt 1 is immediate).
+pub const RETRY_DELAYS_MS: [i64; 15] = [
+    15 * SECOND_MS,
+    15 * SECOND_MS,
+    30 * SECOND_MS,
+    3 * MINUTE_MS,
+    10 * MINUTE_MS,
+    20 * MINUTE_MS,
+    30 * MINUTE_MS,
+    30 * MINUTE_MS,
+    30 * MINUTE_MS,
+    60 * MINUTE_MS,
+    3 * HOUR_MS,
+    3 * HOUR_MS,
+    3 * HOUR_MS,
+    6 * HOUR_MS,
+    6 * HOUR_MS,
+];
+/// The merchant must answer within 5 s (SK-notify). In-process calls do not enforce it.
+const NOTIFY_TIMEOUT_MS: u64 = 5_000;
+/// Longest body excerpt kept per attempt.
+const EXCERPT_CHARS: usize = 200;
+/// Upper bound on `duplicate_notification` copies, so a typo cannot flood a merchant.
+const MAX_COPIES: u64 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Pending,
+    Acknowledged,
+    GivenUp,
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    attempt: u32,
+    at_ms: UnixMillis,
+    http_status: Option<u16>,
+    body_excerpt: String,
+    error: Option<String>,
+    accepted: bool,
+    fault: Option<&'static str>,
+}
+
+/// One notification and its delivery history.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    index: usize,
+    /// The envelope `id`, stable across retries.
+    id: String,
+    url: String,
+    apiv3_key: Vec<u8>,
+    /// `payment` or `refund`.
+    event: &'static str,
+    event_type: &'static str,
+    summary: &'static str,
+    original_type: &'static str,
+    create_ms: UnixMillis,
+    plaintext: Value,
+    /// The envelope as first built (retries resend the same bytes, freshly signed).
+    body: String,
+    delivery: Delivery,
+    next_attempt_ms: Option<UnixMillis>,
+    attempts: Vec<Attempt>,
+}
+
+impl Notification {
+    pub fn view(&self) -> NotificationView {
+        NotificationView {
+            id: format!("ntf_{}", self.index + 1),
+            notify_id: self.id.clone(),
+            url: self.url.clone(),
+            event: self.event.into(),
+            status: self.event_type.into(),
+            state: match self.delivery {
+                Delivery::Pending => "pending",
+                Delivery::Acknowledged => "acknowledged",
+                Delivery::GivenUp => "given_up",
+            }
+            .into(),
+            next_attempt_at: self.next_attempt_ms.map(format_rfc3339),
+            attempts: self
+                .attempts
+                .iter()
+                .map(|attempt| AttemptView {
+                    attempt: attempt.attempt,
+                    at: format_rfc3339(attempt.at_ms),
+                    at_ms: attempt.at_ms,
+                    http_status: attempt.http_status,
+                    body_excerpt: attempt.body_excerpt.clone(),
+                    error: attempt.error.clone(),
+                    accepted: attempt.accepted,
+                    fault: attempt.fault.map(str::to_owned),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One copy to send in an attempt.
+struct Outgoing {
+    body: String,
+    timestamp: String,
+    nonce: String,
+    signature: String,
+}
+
+/// What came back for one copy.
+struct Outcome {
+    http_status: Option<u16>,
+    body_excerpt: String,
+    error: Option<String>,
+    accepted: bool,
+}
+
+/// The envelope's descriptive fields.
+#[derive(Debug, Clone, Copy)]
+struct Kind {
+    event_type: &'static str,
+    summary: &'static str,
+    original_type: &'static str,
+}
+
+/// What a new notification reports.
+struct Event {
+    mchid: String,
+    url: String,
+    event: &'static str,
+    event_type: &'static str,
+    summary: &'static str,
+    original_type: &'static str,
+    plaintext: Value,
+}
+
+impl WechatpayMock {
+    /// Queues TRANSACTION.SUCCESS for a paid order.
+    pub(super) fn notify_payment(&self, state: &mut State, key: &TradeKey, now_ms: UnixMillis) {
+        let Some(trade) = state.trades.get(key) else {
+            return;
+        };
+        let event = Event {
+            mchid: trade.mchid.clone(),
+            url: trade.notify_url.clone(),
+            event: "payment",
+            event_type: "TRANSACTION.SUCCESS",
+            summary: "支付成功",
+            original_type: "transaction",
+            plaintext: trade.transaction_json(),
+        };
+        if let Some(index) = self.queue(state, event, now_ms) {
+            if let Some(trade) = state.trades.get_mut(key) {
+                trade.notifications.push(index);
+            }
+        }
+    }
+
+    /// Queues REFUND.{SUCCESS|ABNORMAL|CLOSED} for a settled refund that named a notify_url.
+    pub(super) fn notify_refund(&self, state: &mut State, index: usize, now_ms: UnixMillis) {
+        let Some(refund) = state.refunds.get(index) else {
+            return;
+        };
+        let Some(url) = refund.notify_url.clone() else {
+            return;
+        };
+        let (event_type, summary) = match refund.status {
+            super::refund::RefundStatus::Success => ("REFUND.SUCCESS", "退款成功"),
+            super::refund::RefundStatus::Abnormal => ("REFUND.ABNORMAL", "退款异常"),
+            super::refund::RefundStatus::Closed => ("REFUND.CLOSED", "退款关闭"),
+            super::refund::RefundStatus::Processing => return,
+        };
+        let event = Event {
+            mchid: refund.trade_key.0.clone(),
+            url,
+            event: "refund",
+            event_type,
+            summary,
+            original_type: "refund",
+            plaintext: refund.notify_json(&refund.trade_key.0),
+        };
+        if let Some(notification) = self.queue(state, event, now_ms) {
+            if let Some(refund) = state.refunds.get_mut(index) {
+                refund.notifications.push(notification);
+            }
+        }
+    }
+
+    /// Encrypts the resource, records the notification and schedules attempt 1 now.
+    fn queue(&self, state: &mut State, event: Event, now_ms: UnixMillis) -> Option<usize> {
+        let apiv3_key = self.merchants.get(&event.mchid)?.apiv3_key.clone();
+        let id = self.entropy.uuid_v4_string();
+        let kind = Kind {
+            event_type: event.event_type,
+            summary: event.summary,
+            original_type: event.original_type,
+        };
+        let body = match self.envelope(&id, &event.plaintext, kind, now_ms, &apiv3_key) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::error!(%error, "cannot encrypt a wechatpay notification");
+                return None;
+            }
+        };
+        let index = state.notifications.len();
+        state.notifications.push(Notification {
+            index,
+            id,
+            url: event.url,
+            apiv3_key,
+            event: event.event,
+            event_type: event.event_type,
+            summary: event.summary,
+            original_type: event.original_type,
+            create_ms: now_ms,
+            plaintext: event.plaintext,
+            body,
+            delivery: Delivery::Pending,
+            next_attempt_ms: Some(now_ms),
+            attempts: Vec::new(),
+        });
+        self.schedule_attempt(index, 1, now_ms);
+        Some(index)
+    }
+
+    /// The JSON envelope with `plaintext` sealed under a fresh 12-character nonce.
+    fn envelope(
+        &self,
+        id: &str,
+        plaintext: &Value,
+        kind: Kind,
+        create_ms: UnixMillis,
+        apiv3_key: &[u8],
+    ) -> Result<String, auth::AeadError> {
+        let sealed = auth::seal(
+            apiv3_key,
+            &self.entropy.token(12),
+            kind.original_type,
+            plaintext.to_string().as_bytes(),
+        )?;
+        Ok(envelope_json(id, create_ms, kind, &sealed))
+    }
+
+    fn schedule_attempt(&self, index: usize, attempt: u32, at_ms: UnixMillis) {
+        let this = self.this.clone();
+        self.scheduler.schedule_at(
+            at_ms,
+            format!("wechatpay notify ntf_{} attempt {attempt}", index + 1),
+            job(move || async move {
+                if let Some(mock) = this.upgrade() {
+                    mock.deliver(index, attempt).await;
+                }
+            }),
+        );
+    }
+
+    /// Runs one delivery attempt (possibly faulted), records it, schedules the next.
+    async fn deliver(self: Arc<Self>, index: usize, attempt: u32) {
+        let now_ms = self.now_ms();
+        let (url, outgoing, fault) = {
+            let mut state = self.lock();
+            let Some(notification) = state.notifications.get_mut(index) else {
+                return;
+            };
+            if notification.delivery != Delivery::Pending {
+                return;
+            }
+            notification.next_attempt_ms = None;
+            let fault = self.faults.take_for_notification();
+            let outgoing = self.prepare(notification, fault.as_ref());
+            (
+                notification.url.clone(),
+                outgoing,
+                fault.map(|f| f.kind.name()),
+            )
+        };
+        let mut outcomes = Vec::new();
+        for copy in outgoing {
+            outcomes.push(self.send(&url, copy).await);
+        }
+        if outcomes.is_empty() {
+            outcomes.push(Outcome {
+                http_status: None,
+                body_excerpt: String::new(),
+                error: Some("not sent: dropped by fault".into()),
+                accepted: false,
+            });
+        }
+        let accepted = outcomes.iter().any(|outcome| outcome.accepted);
+        let next_ms = usize::try_from(attempt)
+            .ok()
+            .and_then(|n| RETRY_DELAYS_MS.get(n.saturating_sub(1)))
+            .map(|delay| now_ms.saturating_add(*delay));
+        let mut state = self.lock();
+        let Some(notification) = state.notifications.get_mut(index) else {
+            return;
+        };
+        for outcome in outcomes {
+            notification.attempts.push(Attempt {
+                attempt,
+                at_ms: now_ms,
+                http_status: outcome.http_status,
+                body_excerpt: outcome.body_excerpt,
+                error: outcome.error,
+                accepted: outcome.accepted,
+                fault,
+            });
+        }
+        if accepted {
+            notification.delivery = Delivery::Acknowledged;
+        } else if let Some(next_ms) = next_ms {
+            notification.next_attempt_ms = Some(next_ms);
+            drop(state);
+            self.schedule_attempt(index, attempt.saturating_add(1), next_ms);
+        } else {
+            notification.delivery = Delivery::GivenUp;
+        }
+    }
+
+    /// The copies to send for this attempt: one normally, none when dropped, several when
+    /// duplicated; each signed over `TIMESTAMP\nNONCE\nBODY\n` at sending time.
+    fn prepare(&self, notification: &Notification, fault: Option<&FiredFault>) -> Vec<Outgoing> {
+        let signed = |body: String, mode: SignatureMode| {
+            let (timestamp, nonce, signature) = self.sign_body(body.as_bytes(), mode);
+            Outgoing {
+                body,
+                timestamp,
+                nonce,
+                signature,
+            }
+        };
+        let genuine = || signed(notification.body.clone(), SignatureMode::Genuine);
+        match fault.map(|f| (f.kind, f)) {
+            Some((FaultKind::DropNotification, _)) => Vec::new(),
+            Some((FaultKind::DuplicateNotification, fault)) => {
+                let copies = fault.param_u64("copies").unwrap_or(2).clamp(1, MAX_COPIES);
+                let copy = genuine();
+                (0..copies)
+                    .map(|_| Outgoing {
+                        body: copy.body.clone(),
+                        timestamp: copy.timestamp.clone(),
+                        nonce: copy.nonce.clone(),
+                        signature: copy.signature.clone(),
+                    })
+                    .collect()
+            }
+            Some((FaultKind::ForgedNotification, _)) => {
+                vec![signed(notification.body.clone(), SignatureMode::Forged)]
+            }
+            Some((FaultKind::TamperedNotificationAmount, fault)) => {
+                vec![self.tampered(notification, fault)]
+            }
+            Some((
+                FaultKind::BadResponseSignature
+                | FaultKind::ErrorCode
+                | FaultKind::SystemError
+                | FaultKind::Http500
+                | FaultKind::SigntestResponse
+                | FaultKind::RefundAbnormal
+                | FaultKind::RefundClosed,
+                _,
+            ))
+            | None => vec![genuine()],
+        }
+    }
+
+    /// `tampered_notification_amount`: the resource is re-encrypted (so it still decrypts)
+    /// with `amount.total` (transactions) or `amount.refund` (refunds) changed; the signature
+    /// covers the genuine body unless `resign` is set.
+    fn tampered(&self, notification: &Notification, fault: &FiredFault) -> Outgoing {
+        let field = if notification.original_type == "refund" {
+            "refund"
+        } else {
+            "total"
+        };
+        let mut plaintext = notification.plaintext.clone();
+        let original = plaintext
+            .pointer(&format!("/amount/{field}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let amount = fault
+            .param_u64("amount")
+            .and_then(|a| i64::try_from(a).ok())
+            .unwrap_or_else(|| original.saturating_add(100));
+        if let Some(slot) = plaintext.pointer_mut(&format!("/amount/{field}")) {
+            *slot = json!(amount);
+        }
+        if let Some(slot) = plaintext.pointer_mut("/amount/payer_total") {
+            if field == "total" {
+                *slot = json!(amount);
+            }
+        }
+        let kind = Kind {
+            event_type: notification.event_type,
+            summary: notification.summary,
+            original_type: notification.original_type,
+        };
+        let body = self
+            .envelope(
+                &notification.id,
+                &plaintext,
+                kind,
+                notification.create_ms,
+                &notification.apiv3_key,
+            )
+            .unwrap_or_else(|_| notification.body.clone());
+        let (timestamp, nonce, signature) = if fault.param_bool("resign") {
+            self.sign_body(body.as_bytes(), SignatureMode::Genuine)
+        } else {
+            self.sign_body(notification.body.as_bytes(), SignatureMode::Genuine)
+        };
+        Outgoing {
+            body,
+            timestamp,
+            nonce,
+            signature,
+        }
+    }
+
+    async fn send(&self, url: &str, outgoing: Outgoing) -> Outcome {
+        let request = http::Request::post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, "Mozilla/4.0 (paysim wechatpay notify)")
+            .header(
+                "request-id",
+                format!("{}-0", self.entropy.hex(20).to_ascii_uppercase()),
+            )
+            .header("wechatpay-nonce", outgoing.nonce)
+            .header("wechatpay-serial", self.public_key_id.as_str())
+            .header("wechatpay-signature", outgoing.signature)
+            .header("wechatpay-signature-type", auth::SCHEME)
+            .header("wechatpay-timestamp", outgoing.timestamp)
+            .body(bytes::Bytes::from(outgoing.body));
+        let request = match request {
+            Ok(request) => request,
+            Err(error) => {
+                return Outcome {
+                    http_status: None,
+                    body_excerpt: String::new(),
+                    error: Some(format!("invalid notify_url {url:?}: {error}")),
+                    accepted: false,
+                }
+            }
+        };
+        match self.transport.send(request, NOTIFY_TIMEOUT_MS).await {
+            Ok(response) => {
+                let status = response.status();
+                let body = response.into_body();
+                Outcome {
+                    http_status: Some(status.as_u16()),
+                    body_excerpt: String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(EXCERPT_CHARS)
+                        .collect(),
+                    error: None,
+                    // 200 or 204 acknowledge; the body does not matter (SK-notify).
+                    accepted: matches!(status.as_u16(), 200 | 204),
+                }
+            }
+            Err(error) => Outcome {
+                http_status: None,
+                body_excerpt: String::new(),
+                error: Some(error.to_string()),
+                accepted: false,
+            },
+        }
+    }
+}
+
+/// The notification envelope (SK-paynotify field order).
+fn envelope_json(id: &str, create_ms: UnixMillis, kind: Kind, sealed: &Sealed) -> String {
+    json!({
+        "id": id,
+        "create_time": super::wire::format_time(create_ms),
+        "resource_type": "encrypt-resource",
+        "event_type": kind.event_type,
+        "summary": kind.summary,
+        "resource": {
+            "original_type": kind.original_type,
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": sealed.ciphertext,
+            "associated_data": sealed.associated_data,
+            "nonce": sealed.nonce,
+        }
+    })
+    .to_string()
+}
