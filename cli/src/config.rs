@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use gateway_core::service::LatePaymentPolicy;
 use gateway_core::state::Channel;
 use gateway_core::GatewayConfig;
 use serde::Deserialize;
@@ -25,6 +26,8 @@ pub struct FileConfig {
     pub simulator: SimulatorSection,
     #[serde(default)]
     pub alipay: AlipaySection,
+    #[serde(default)]
+    pub wechatpay: WechatpaySection,
     #[serde(default)]
     pub clock: ClockSection,
     #[serde(default)]
@@ -49,6 +52,10 @@ pub struct GatewaySection {
     pub default_expiry_seconds: Option<i64>,
     pub channel_timeout_ms: Option<u64>,
     pub poll_schedule_seconds: Option<Vec<i64>>,
+    /// What happens to a payment made after its order was closed: `hold` (default: the money
+    /// stays in suspense for review, with an alert) or `refund` (the buyer is refunded
+    /// automatically).
+    pub late_payment_policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -71,6 +78,15 @@ pub struct AlipaySection {
     /// `public_key` (default) or `certificate` (public-key-certificate mode: requests carry
     /// `app_cert_sn` / `alipay_root_cert_sn`, responses `alipay_cert_sn`).
     pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WechatpaySection {
+    /// Serve the mock WeChat Pay APIv3 server and configure the gateway's adapter (default true).
+    pub enabled: Option<bool>,
+    pub mchid: Option<String>,
+    pub appid: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -104,6 +120,13 @@ pub struct AlipaySandbox {
     pub certificate_mode: bool,
 }
 
+/// The mock WeChat Pay merchant the sandbox registers.
+#[derive(Debug, Clone)]
+pub struct WechatpaySandbox {
+    pub mchid: String,
+    pub appid: String,
+}
+
 /// The validated configuration the sandbox runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -120,6 +143,8 @@ pub struct Config {
     pub simulator_public_base_url: Option<String>,
     /// `None` when `[alipay] enabled = false`.
     pub alipay: Option<AlipaySandbox>,
+    /// `None` when `[wechatpay] enabled = false`.
+    pub wechatpay: Option<WechatpaySandbox>,
     /// Where the configuration came from, for the start-up log.
     pub sources: Vec<String>,
 }
@@ -263,6 +288,26 @@ fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow
             bail!("simulator.public_base_url {url:?} must be an http:// or https:// URL");
         }
     }
+    let wechatpay = if file.wechatpay.enabled.unwrap_or(true) {
+        let mchid = file
+            .wechatpay
+            .mchid
+            .unwrap_or_else(|| "1900000001".to_owned());
+        if !(8..=32).contains(&mchid.len()) || !mchid.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("wechatpay.mchid {mchid:?} must be 8 to 32 digits");
+        }
+        let appid = file
+            .wechatpay
+            .appid
+            .unwrap_or_else(|| "wx8888888888888888".to_owned());
+        if appid.is_empty() || appid.len() > 32 || !appid.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            bail!("wechatpay.appid {appid:?} must be 1 to 32 letters or digits");
+        }
+        Some(WechatpaySandbox { mchid, appid })
+    } else {
+        None
+    };
     let alipay = if file.alipay.enabled.unwrap_or(true) {
         let app_id = file
             .alipay
@@ -323,6 +368,12 @@ fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow
             seconds.iter().map(|s| s * 1000).collect()
         }
     };
+    let late_payment_policy = match file.gateway.late_payment_policy.as_deref() {
+        None => defaults.late_payment_policy,
+        Some(text) => LatePaymentPolicy::parse(text).with_context(|| {
+            format!("gateway.late_payment_policy {text:?} must be \"hold\" or \"refund\"")
+        })?,
+    };
     let mut fee_bps = BTreeMap::new();
     for (name, bps) in file.fees {
         let channel = Channel::parse(&name).with_context(|| {
@@ -351,11 +402,13 @@ fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow
             channel_timeout_ms,
             poll_schedule_ms,
             barcode_poll_schedule_ms: defaults.barcode_poll_schedule_ms,
+            late_payment_policy,
         },
         gateway_public_base_url_configured,
         simulator_listen,
         simulator_public_base_url: file.simulator.public_base_url,
         alipay,
+        wechatpay,
         sources,
     })
 }
@@ -365,10 +418,12 @@ mod tests {
     use super::*;
 
     fn load_text(text: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        // One directory per call: tests run in parallel and remove their directory.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "paysim-config-{}-{}",
             std::process::id(),
-            text.len() + env.len()
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("paysim.toml");
@@ -417,6 +472,29 @@ mod tests {
             error("[gateway]\npoll_schedule_seconds = [5, 3]\n").contains("poll_schedule_seconds")
         );
         assert!(error("[clock]\nscale = 0\n").contains("clock.scale"));
+        assert!(error("[gateway]\nlate_payment_policy = \"later\"\n")
+            .contains("gateway.late_payment_policy"));
         assert!(error("not toml =").contains("not valid TOML"));
+    }
+
+    #[test]
+    fn late_payment_policy_defaults_to_hold_and_accepts_refund() {
+        assert_eq!(
+            load_text("", &[]).unwrap().gateway.late_payment_policy,
+            LatePaymentPolicy::Hold
+        );
+        let config = load_text("[gateway]\nlate_payment_policy = \"refund\"\n", &[]).unwrap();
+        assert_eq!(
+            config.gateway.late_payment_policy,
+            LatePaymentPolicy::Refund
+        );
+        let config = load_text("", &[("PAYSIM__GATEWAY__LATE_PAYMENT_POLICY", "hold")]).unwrap();
+        assert_eq!(config.gateway.late_payment_policy, LatePaymentPolicy::Hold);
+        let error = format!(
+            "{:#}",
+            load_text("[gateway]\nlate_payment_policy = \"later\"\n", &[]).unwrap_err()
+        );
+        assert!(error.contains("gateway.late_payment_policy"), "{error}");
+        assert!(error.contains("\"later\""), "{error}");
     }
 }

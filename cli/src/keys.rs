@@ -217,3 +217,50 @@ pub fn ensure_alipay_certificates(
         app: app_cert,
     })
 }
+
+/// The sandbox's WeChat Pay merchant credentials.
+#[derive(Debug, Clone)]
+pub struct WechatpayCredentials {
+    /// The merchant API key pair (`apiclient_key.pem`): signs requests.
+    pub merchant: KeyFiles,
+    /// The mock platform's key pair: signs answers and notifications.
+    pub platform: KeyFiles,
+    /// Serial of the merchant's API certificate: upper-case hex of the first 20 bytes of the
+    /// SHA-256 of its public key, stable across restarts.
+    pub merchant_serial_no: String,
+    pub apiv3_key_file: PathBuf,
+    pub apiv3_key: String,
+}
+
+/// Loads the WeChat Pay credentials under `dir`, creating them on first start; the APIv3 key
+/// is 32 characters drawn from `entropy`.
+pub fn ensure_wechatpay_credentials(
+    dir: &Path,
+    entropy: &dyn determinism::Entropy,
+) -> anyhow::Result<WechatpayCredentials> {
+    use determinism::EntropyExt;
+    use sha2::{Digest, Sha256};
+
+    let merchant = ensure_rsa_key_pair(dir, "merchant")?;
+    let platform = ensure_rsa_key_pair(dir, "platform")?;
+    let apiv3_key_file = dir.join("apiv3_key.txt");
+    if !apiv3_key_file.exists() {
+        write_private(&apiv3_key_file, entropy.token(32).as_bytes())?;
+    }
+    let apiv3_key = std::fs::read_to_string(&apiv3_key_file)
+        .with_context(|| format!("cannot read {}", apiv3_key_file.display()))?
+        .trim()
+        .to_owned();
+    if apiv3_key.len() != 32 {
+        anyhow::bail!("{} must hold a 32-byte APIv3 key", apiv3_key_file.display());
+    }
+    let digest = Sha256::digest(merchant.public_pem.as_bytes());
+    let merchant_serial_no = hex::encode_upper(digest.get(..20).unwrap_or_default());
+    Ok(WechatpayCredentials {
+        merchant,
+        platform,
+        merchant_serial_no,
+        apiv3_key_file,
+        apiv3_key,
+    })
+}

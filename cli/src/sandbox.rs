@@ -10,10 +10,12 @@ use anyhow::Context;
 use determinism::{Clock, Entropy, OsEntropy, ReqwestTransport, Scheduler, SystemClock, Transport};
 use gateway_core::channel::Adapters;
 use gateway_core::channels::alipay::{AlipayAdapter, AlipayCertificates, AlipayConfig};
+use gateway_core::channels::wechatpay::{WechatpayAdapter, WechatpayConfig};
 use gateway_core::store::Store;
 use gateway_core::{Gateway, GatewayParts};
 use serde_json::json;
 use simulator::alipay::{AlipayApp, AlipayMockCertificates, AlipayMockConfig};
+use simulator::wechatpay::{WechatpayMerchant, WechatpayMockConfig};
 use simulator::{Simulator, SimulatorParts};
 use tokio::sync::watch;
 
@@ -44,6 +46,14 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// The WeChat Pay merchant the sandbox registers.
+struct WechatpaySetup {
+    mchid: String,
+    appid: String,
+    credentials: crate::keys::WechatpayCredentials,
+    public_key_id: String,
 }
 
 /// The Alipay merchant the sandbox registers: ids and key files.
@@ -96,6 +106,21 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
+    let os_entropy = OsEntropy;
+    let wechatpay = match &config.wechatpay {
+        Some(w) => {
+            let dir = config.data_dir.join("keys").join("wechatpay");
+            Some(WechatpaySetup {
+                mchid: w.mchid.clone(),
+                appid: w.appid.clone(),
+                credentials: crate::keys::ensure_wechatpay_credentials(&dir, &os_entropy)?,
+                // `PUB_KEY_ID_` + digits, as WeChat Pay names its public keys.
+                public_key_id: format!("PUB_KEY_ID_01{}000000000000000001", w.mchid),
+            })
+        }
+        None => None,
+    };
+
     // Bind first: with port 0 the real addresses are known only now, and they go into the
     // URLs the gateway and the mock channels hand out.
     let (gateway_listener, gateway_base) = bind(&config.listen, "gateway").await?;
@@ -128,7 +153,17 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
         entropy: Arc::clone(&entropy),
         transport: Arc::clone(&transport),
         public_base_url: simulator_public.clone(),
-        wechatpay: None,
+        wechatpay: wechatpay.as_ref().map(|w| WechatpayMockConfig {
+            merchants: vec![WechatpayMerchant {
+                mchid: w.mchid.clone(),
+                appid: w.appid.clone(),
+                serial_no: w.credentials.merchant_serial_no.clone(),
+                public_key_pem: w.credentials.merchant.public_pem.clone(),
+                apiv3_key: w.credentials.apiv3_key.clone(),
+            }],
+            platform_private_key_pem: w.credentials.platform.private_pkcs8_pem.clone(),
+            public_key_id: w.public_key_id.clone(),
+        }),
         alipay: alipay.as_ref().map(|a| AlipayMockConfig {
             alipay_private_key_pem: a.platform.private_pkcs8_pem.clone(),
             apps: vec![AlipayApp {
@@ -162,6 +197,20 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot configure the Alipay adapter: {e}"))?;
         adapters = adapters.with(Arc::new(adapter));
     }
+    if let Some(w) = &wechatpay {
+        let adapter = WechatpayAdapter::new(WechatpayConfig {
+            mchid: w.mchid.clone(),
+            appid: w.appid.clone(),
+            merchant_serial_no: w.credentials.merchant_serial_no.clone(),
+            merchant_private_key_pem: w.credentials.merchant.private_pkcs8_pem.clone(),
+            apiv3_key: w.credentials.apiv3_key.clone(),
+            platform_public_key_pem: w.credentials.platform.public_pem.clone(),
+            platform_public_key_id: w.public_key_id.clone(),
+            base_url: simulator_public.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("cannot configure the WeChat Pay adapter: {e}"))?;
+        adapters = adapters.with(Arc::new(adapter));
+    }
     let gateway = Gateway::new(GatewayParts {
         store,
         clock,
@@ -183,6 +232,7 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
         &gateway_base,
         &simulator_public,
         alipay.as_ref(),
+        wechatpay.as_ref(),
         &gateway,
     );
     let path = config.data_dir.join("sandbox.json");
@@ -273,9 +323,29 @@ fn sandbox_description(
     base: &str,
     simulator: &str,
     alipay: Option<&AlipaySetup>,
+    wechatpay: Option<&WechatpaySetup>,
     gateway: &Gateway,
 ) -> serde_json::Value {
     let mut channels = serde_json::Map::new();
+    if let Some(w) = wechatpay {
+        channels.insert(
+            "wechatpay".to_owned(),
+            json!({
+                "configured": true,
+                "base_url": simulator,
+                "mchid": w.mchid,
+                "appid": w.appid,
+                "merchant_serial_no": w.credentials.merchant_serial_no,
+                "merchant_private_key_file": w.credentials.merchant.private_pkcs8.display().to_string(),
+                "merchant_public_key_file": w.credentials.merchant.public.display().to_string(),
+                "platform_public_key_file": w.credentials.platform.public.display().to_string(),
+                "platform_public_key_id": w.public_key_id,
+                "apiv3_key_file": w.credentials.apiv3_key_file.display().to_string(),
+                "notify_url": format!("{}/notify/wechatpay", config.gateway.public_base_url),
+                "control_url": format!("{simulator}/_paysim/wechatpay"),
+            }),
+        );
+    }
     if let Some(a) = alipay {
         channels.insert(
             "alipay".to_owned(),

@@ -14,6 +14,7 @@
 //!   resolved no  Dr suspense          amount   Cr merchant_payable  amount
 //!   fee again    Dr merchant_payable  share    Cr channel_fees      share
 //! late payment   Dr channel_clearing  amount   Cr suspense          amount   (paid after close)
+//!   refunded     Dr suspense          amount   Cr channel_clearing  amount   (policy `refund`)
 //! ```
 //!
 //! A refund returns the fee in proportion (`share`, see [`fee_share`]), as the channels do, so
@@ -26,7 +27,7 @@ use determinism::UnixMillis;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{EntryId, MerchantId, OrderId, RefundId};
-use crate::model::{EntityKind, Order, Refund, Transition};
+use crate::model::{EntityKind, Order, Refund, RefundKind, Transition};
 use crate::money::{Currency, Money};
 use crate::state::{Channel, OrderState, RefundState};
 
@@ -322,7 +323,8 @@ pub mod entries {
     }
 
     /// A refund the channel completed. `from_suspense` when it had been parked as abnormal
-    /// (its fee share went back when it was parked).
+    /// (its fee share went back when it was parked), and for the automatic refund of a late
+    /// payment (the money never reached the merchant; no fee share).
     pub fn refund(
         id: EntryId,
         refund: &Refund,
@@ -645,9 +647,53 @@ pub fn verify(snapshot: &LedgerSnapshot) -> VerifyReport {
     }
 
     // I4: per order, succeeded ≤ pending + succeeded ≤ paid; the order's counters agree with
-    // its refunds.
+    // its (merchant) refunds. The automatic refunds of a late payment return what the late
+    // payment put in suspense: together (failed ones aside) at most that entry's amount, and
+    // only on an order that has one.
     let mut by_order: HashMap<&OrderId, (i64, i64)> = HashMap::new();
+    let mut late_paid: HashMap<&OrderId, i64> = HashMap::new();
+    for entry in snapshot
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::LatePayment)
+    {
+        let amount: i64 = entry
+            .postings
+            .iter()
+            .filter(|p| p.side == Side::Debit)
+            .map(|p| p.amount_minor)
+            .sum();
+        *late_paid.entry(&entry.order_id).or_insert(0) += amount;
+    }
+    let mut late_refunded: BTreeMap<&OrderId, i64> = BTreeMap::new();
     for refund in &snapshot.refunds {
+        if refund.kind == RefundKind::LatePayment {
+            match late_paid.get(&refund.order_id) {
+                None => flag(
+                    Invariant::I4,
+                    &refund.id,
+                    format!(
+                        "late-payment refund of {} on order {}, which has no late payment",
+                        refund.amount.minor(),
+                        refund.order_id
+                    ),
+                ),
+                Some(paid) if refund.amount.minor() > *paid => flag(
+                    Invariant::I4,
+                    &refund.id,
+                    format!(
+                        "late-payment refund of {} exceeds the {paid} paid late on order {}",
+                        refund.amount.minor(),
+                        refund.order_id
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if refund.state.holds_money() {
+                *late_refunded.entry(&refund.order_id).or_insert(0) += refund.amount.minor();
+            }
+            continue;
+        }
         let slot = by_order.entry(&refund.order_id).or_insert((0, 0));
         match refund.state {
             RefundState::Succeeded => slot.0 += refund.amount.minor(),
@@ -684,6 +730,16 @@ pub fn verify(snapshot: &LedgerSnapshot) -> VerifyReport {
             ));
         }
     }
+    for (order_id, refunded) in &late_refunded {
+        let paid = late_paid.get(order_id).copied().unwrap_or(0);
+        if paid > 0 && *refunded > paid {
+            flag(
+                Invariant::I4,
+                order_id,
+                format!("late-payment refunds of {refunded} together exceed the {paid} paid late"),
+            );
+        }
+    }
 
     // I5: every history row is a legal edge, rows chain, and the current state is the last row.
     check_history(snapshot, &mut flag);
@@ -694,11 +750,10 @@ pub fn verify(snapshot: &LedgerSnapshot) -> VerifyReport {
         let account = Account::merchant_payable(&order.merchant_id, order.amount.currency());
         *expected_payable.entry(account).or_insert(0) += order.amount.minor() - order.fee_minor;
     }
-    for refund in snapshot
-        .refunds
-        .iter()
-        .filter(|r| matches!(r.state, RefundState::Succeeded | RefundState::Abnormal))
-    {
+    for refund in snapshot.refunds.iter().filter(|r| {
+        r.kind == RefundKind::Merchant
+            && matches!(r.state, RefundState::Succeeded | RefundState::Abnormal)
+    }) {
         let account = Account::merchant_payable(&refund.merchant_id, refund.amount.currency());
         *expected_payable.entry(account).or_insert(0) -=
             refund.amount.minor() - refund.fee_refund_minor;

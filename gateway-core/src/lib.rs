@@ -15,4 +15,4 @@ pub mod state;
 pub mod store;
 
 pub use api::app;
-pub use service::{Gateway, GatewayConfig, GatewayParts};
+pub use service::{Gateway, GatewayConfig, GatewayParts, LatePaymentPolicy};

@@ -69,10 +69,43 @@ impl Order {
     }
 }
 
+/// Who asked for a refund, which decides what it touches.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundKind {
+    /// Requested by the merchant through the API: reserved against the order's refundable
+    /// ceiling, moves the order's refund counters and state, and takes the money (less its fee
+    /// share) back from the merchant's payable.
+    #[default]
+    Merchant,
+    /// Created by the gateway under `LatePaymentPolicy::Refund` for money paid after the order
+    /// was closed or failed: returns that money from suspense, never touches the order row
+    /// (which stays closed) nor the merchant's payable.
+    LatePayment,
+}
+
+impl RefundKind {
+    pub const ALL: [RefundKind; 2] = [RefundKind::Merchant, RefundKind::LatePayment];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundKind::Merchant => "merchant",
+            RefundKind::LatePayment => "late_payment",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RefundKind> {
+        RefundKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
     pub id: RefundId,
     pub order_id: OrderId,
+    pub kind: RefundKind,
     pub merchant_id: MerchantId,
     pub channel: Channel,
     pub amount: Money,

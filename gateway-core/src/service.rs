@@ -19,7 +19,7 @@ use crate::channel::{
 };
 use crate::ids::{AlertId, EntryId, MerchantId, OrderId, RefundId};
 use crate::ledger::entries;
-use crate::model::{Alert, EntityKind, Merchant, MethodParams, Order, Refund};
+use crate::model::{Alert, EntityKind, Merchant, MethodParams, Order, Refund, RefundKind};
 use crate::money::Money;
 use crate::state::{
     order_step, refund_step, Channel, OrderEvent, OrderState, PaymentMethod, RefundEvent,
@@ -30,6 +30,41 @@ use crate::store::{Change, CommitOutcome, IdempotencyClaim, NewTransition, Store
 /// How many times an operation re-reads after losing a compare-and-set race before giving up
 /// with `concurrent_update`.
 const CAS_ATTEMPTS: usize = 32;
+
+/// The reason recorded on the automatic refund of a payment after close.
+pub const LATE_PAYMENT_REFUND_REASON: &str = "automatic refund of a payment after close";
+
+/// What the gateway does with money a channel reports paid for an order that is already
+/// closed or failed (design note §11). Either way the order never reopens, the money is first
+/// booked to suspense and an alert is raised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatePaymentPolicy {
+    /// The money stays in suspense for an operator's review.
+    #[default]
+    Hold,
+    /// The buyer is refunded automatically: a refund of kind `late_payment` for the whole
+    /// amount is created with the late payment and sent to the channel; its success moves the
+    /// money out of suspense.
+    Refund,
+}
+
+impl LatePaymentPolicy {
+    pub const ALL: [LatePaymentPolicy; 2] = [LatePaymentPolicy::Hold, LatePaymentPolicy::Refund];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LatePaymentPolicy::Hold => "hold",
+            LatePaymentPolicy::Refund => "refund",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<LatePaymentPolicy> {
+        LatePaymentPolicy::ALL
+            .into_iter()
+            .find(|p| p.as_str() == text)
+    }
+}
 
 /// Validated gateway settings (built from the CLI's config file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +84,9 @@ pub struct GatewayConfig {
     /// queried; after the last query it is cancelled (Alipay's F2F practice: five queries five
     /// seconds apart, then cancel).
     pub barcode_poll_schedule_ms: Vec<i64>,
+    /// What happens to a payment reported after the order was closed or failed.
+    #[serde(default)]
+    pub late_payment_policy: LatePaymentPolicy,
 }
 
 impl Default for GatewayConfig {
@@ -60,6 +98,7 @@ impl Default for GatewayConfig {
             channel_timeout_ms: 10_000,
             poll_schedule_ms: vec![5_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000],
             barcode_poll_schedule_ms: vec![5_000, 10_000, 15_000, 20_000, 25_000],
+            late_payment_policy: LatePaymentPolicy::Hold,
         }
     }
 }
@@ -538,6 +577,7 @@ impl Gateway {
         for _ in 0..CAS_ATTEMPTS {
             let order = self.get_order(id).await?;
             let now = self.now_ms();
+            let mut late_refund = None;
             let (event, paid) = match &status {
                 PaymentStatus::Pending => (OrderEvent::ChannelAccepted, None),
                 PaymentStatus::Paid {
@@ -574,22 +614,49 @@ impl Gateway {
                 Step::Unchanged(_) => return Ok(order),
                 Step::Refused(Refusal::Terminal) if paid.is_some() => {
                     // Money arrived for an order that is closed or failed: it never reopens;
-                    // the money waits in suspense for an operator (design note §11).
+                    // the money is booked to suspense and handled by the configured policy
+                    // (design note §11): held for an operator, or refunded to the buyer by a
+                    // refund created in this same transaction and sent once it commits.
                     let entry = entries::late_payment(
                         EntryId::generate(self.inner.entropy.as_ref()),
                         &order,
                         now,
                     );
+                    let refund = (self.inner.config.late_payment_policy
+                        == LatePaymentPolicy::Refund
+                        && self.inner.adapters.get(order.channel).is_some())
+                    .then(|| self.late_payment_refund(&order, now));
+                    let handling = if refund.is_some() {
+                        "refunding it automatically"
+                    } else {
+                        "held in suspense"
+                    };
                     let alert = self.alert(
                         "late_payment",
                         id.as_str(),
                         format!(
-                            "{} paid after the order was {}; held in suspense ({source})",
+                            "{} paid after the order was {}; {handling} ({source})",
                             order.amount,
                             order.state.as_str()
                         ),
                     );
+                    let transitions = refund
+                        .iter()
+                        .map(|refund| {
+                            self.transition(
+                                EntityKind::Refund,
+                                refund.id.as_str(),
+                                None,
+                                RefundState::Pending.as_str(),
+                                "created",
+                                source,
+                            )
+                        })
+                        .collect();
+                    late_refund = refund.clone();
                     Change {
+                        insert_refund: refund,
+                        transitions,
                         entry: Some(entry),
                         alert: Some(alert),
                         ..Change::default()
@@ -640,9 +707,13 @@ impl Gateway {
                 }
             };
             match self.inner.store.commit(&change).await? {
-                CommitOutcome::Committed
-                | CommitOutcome::AlreadyBooked
-                | CommitOutcome::EventReplayed => {
+                CommitOutcome::Committed => {
+                    if let Some(refund) = late_refund {
+                        self.send_late_payment_refund(&order, &refund).await;
+                    }
+                    return self.get_order(id).await;
+                }
+                CommitOutcome::AlreadyBooked | CommitOutcome::EventReplayed => {
                     return self.get_order(id).await;
                 }
                 CommitOutcome::VersionConflict => continue,
@@ -650,6 +721,37 @@ impl Gateway {
             }
         }
         Err(ServiceError::Contention(id.to_string()))
+    }
+
+    /// The automatic refund of a late payment (`LatePaymentPolicy::Refund`): the whole amount,
+    /// pending, of kind `late_payment`. It reserves nothing on the order, which stays closed.
+    fn late_payment_refund(&self, order: &Order, now: UnixMillis) -> Refund {
+        Refund {
+            id: RefundId::generate(self.inner.entropy.as_ref()),
+            order_id: order.id.clone(),
+            kind: RefundKind::LatePayment,
+            merchant_id: order.merchant_id.clone(),
+            channel: order.channel,
+            amount: order.amount,
+            reason: Some(LATE_PAYMENT_REFUND_REASON.to_owned()),
+            state: RefundState::Pending,
+            fee_refund_minor: 0,
+            channel_refund_no: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            version: 1,
+        }
+    }
+
+    /// Sends a committed late-payment refund to the channel and schedules its queries. The
+    /// late payment itself is booked whatever happens here, so a failure is only logged: the
+    /// refund stays pending and its polls settle it.
+    async fn send_late_payment_refund(&self, order: &Order, refund: &Refund) {
+        crate::jobs::schedule_refund_followups(self, refund);
+        if let Err(error) = self.send_refund(order, refund).await {
+            tracing::warn!(order = %order.id, refund = %refund.id, %error,
+                "sending the automatic refund of a late payment failed; its polls settle it");
+        }
     }
 
     /// Closes an unpaid order, at the channel first. Closing a closed order is a no-op; a
@@ -775,6 +877,7 @@ impl Gateway {
                 merchant_id: order.merchant_id.clone(),
                 channel: order.channel,
                 amount,
+                kind: RefundKind::Merchant,
                 reason: reason.clone(),
                 state: RefundState::Pending,
                 fee_refund_minor: 0,
@@ -858,6 +961,9 @@ impl Gateway {
 
     /// Applies what the channel reports about a refund: success books it and consumes the
     /// reservation, failure releases it, abnormal parks the money in suspense with an alert.
+    /// The automatic refund of a late payment touches neither the order nor the merchant's
+    /// payable: success moves the money out of suspense; failure and abnormal leave it there
+    /// (no entry) and raise an alert.
     pub async fn apply_refund(
         &self,
         id: &RefundId,
@@ -866,7 +972,6 @@ impl Gateway {
     ) -> Result<Refund, ServiceError> {
         for _ in 0..CAS_ATTEMPTS {
             let refund = self.get_refund(id).await?;
-            let order = self.get_order(&refund.order_id).await?;
             let now = self.now_ms();
             let (event, channel_refund_no) = match &status {
                 RefundStatus::Pending => return Ok(refund),
@@ -884,7 +989,6 @@ impl Gateway {
                     return Ok(refund);
                 }
             };
-            let amount = refund.amount.minor();
             let mut next_refund = refund.clone();
             next_refund.state = to;
             next_refund.version += 1;
@@ -892,113 +996,27 @@ impl Gateway {
             if channel_refund_no.is_some() {
                 next_refund.channel_refund_no = channel_refund_no;
             }
-            if from == RefundState::Pending
-                && matches!(to, RefundState::Succeeded | RefundState::Abnormal)
-            {
-                // The money leaves the merchant's payable now: fix the fee share it takes back.
-                // (A stale read of the siblings is caught by the order's version check below.)
-                let siblings = self.inner.store.refunds_for_order(&order.id).await?;
-                let taken: Vec<&Refund> = siblings
-                    .iter()
-                    .filter(|r| {
-                        r.id != refund.id
-                            && matches!(r.state, RefundState::Succeeded | RefundState::Abnormal)
-                    })
-                    .collect();
-                let before = taken.iter().map(|r| r.amount.minor()).sum();
-                let returned = taken.iter().map(|r| r.fee_refund_minor).sum();
-                next_refund.fee_refund_minor = crate::ledger::fee_share(
-                    order.fee_minor,
-                    order.amount.minor(),
-                    before,
-                    returned,
-                    amount,
-                );
-            }
-            let mut next_order = order.clone();
-            next_order.version += 1;
-            next_order.updated_at_ms = now;
-            let entropy = self.inner.entropy.as_ref();
-            let mut transitions = vec![self.transition(
+            let transition = self.transition(
                 EntityKind::Refund,
                 id.as_str(),
                 Some(from.as_str()),
                 to.as_str(),
                 to.as_str(),
                 source,
-            )];
-            let mut alert = None;
-            let entry = match to {
-                RefundState::Succeeded => {
-                    next_order.refund_reserved_minor -= amount;
-                    next_order.refunded_minor += amount;
-                    let event = OrderEvent::RefundSucceeded {
-                        refunded_after_minor: next_order.refunded_minor,
-                        amount_minor: order.amount.minor(),
-                    };
-                    match order_step(order.state, event) {
-                        Step::Moved {
-                            from: order_from,
-                            to: order_to,
-                        } => {
-                            next_order.state = order_to;
-                            transitions.push(self.transition(
-                                EntityKind::Order,
-                                order.id.as_str(),
-                                Some(order_from.as_str()),
-                                order_to.as_str(),
-                                &format!("refund:{id}"),
-                                source,
-                            ));
-                        }
-                        Step::Unchanged(_) | Step::Refused(_) => {
-                            return Err(ServiceError::Store(StoreError::Corrupt {
-                                table: "orders",
-                                detail: format!(
-                                    "refund {id} succeeded on order {} in state {}",
-                                    order.id,
-                                    order.state.as_str()
-                                ),
-                            }))
-                        }
-                    }
-                    Some(entries::refund(
-                        EntryId::generate(entropy),
-                        &next_refund,
-                        from == RefundState::Abnormal,
-                        now,
-                    ))
+            );
+            let change = match refund.kind {
+                RefundKind::Merchant => {
+                    self.merchant_refund_change(&refund, next_refund, (from, to), transition, now)
+                        .await?
                 }
-                RefundState::Failed => {
-                    next_order.refund_reserved_minor -= amount;
-                    (from == RefundState::Abnormal).then(|| {
-                        entries::refund_reversal(EntryId::generate(entropy), &next_refund, now)
-                    })
-                }
-                RefundState::Abnormal => {
-                    alert = Some(self.alert(
-                        "refund_abnormal",
-                        id.as_str(),
-                        format!(
-                            "refund of {} is abnormal at the channel; parked in suspense",
-                            refund.amount
-                        ),
-                    ));
-                    Some(entries::refund_parked(
-                        EntryId::generate(entropy),
-                        &next_refund,
-                        now,
-                    ))
-                }
-                RefundState::Pending => None,
-            };
-            let change = Change {
-                update_order: Some(next_order),
-                update_refund: Some(next_refund),
-                transitions,
-                entry,
-                alert,
-                ..Change::default()
+                RefundKind::LatePayment => self.late_payment_refund_change(
+                    &refund,
+                    next_refund,
+                    to,
+                    transition,
+                    &status,
+                    now,
+                ),
             };
             match self.inner.store.commit(&change).await? {
                 CommitOutcome::Committed
@@ -1009,6 +1027,183 @@ impl Gateway {
             }
         }
         Err(ServiceError::Contention(id.to_string()))
+    }
+
+    /// The change a merchant refund's move `from → to` commits: the refund row, the order's
+    /// counters and state (compare-and-set on the order), the ledger entry, an alert.
+    async fn merchant_refund_change(
+        &self,
+        refund: &Refund,
+        mut next_refund: Refund,
+        (from, to): (RefundState, RefundState),
+        transition: NewTransition,
+        now: UnixMillis,
+    ) -> Result<Change, ServiceError> {
+        let id = &refund.id;
+        let source = transition.source.clone();
+        let order = self.get_order(&refund.order_id).await?;
+        let amount = refund.amount.minor();
+        if from == RefundState::Pending
+            && matches!(to, RefundState::Succeeded | RefundState::Abnormal)
+        {
+            // The money leaves the merchant's payable now: fix the fee share it takes back.
+            // (A stale read of the siblings is caught by the order's version check below.)
+            // Late-payment refunds are no siblings: they never touched the payable.
+            let siblings = self.inner.store.refunds_for_order(&order.id).await?;
+            let taken: Vec<&Refund> = siblings
+                .iter()
+                .filter(|r| {
+                    r.id != refund.id
+                        && r.kind == RefundKind::Merchant
+                        && matches!(r.state, RefundState::Succeeded | RefundState::Abnormal)
+                })
+                .collect();
+            let before = taken.iter().map(|r| r.amount.minor()).sum();
+            let returned = taken.iter().map(|r| r.fee_refund_minor).sum();
+            next_refund.fee_refund_minor = crate::ledger::fee_share(
+                order.fee_minor,
+                order.amount.minor(),
+                before,
+                returned,
+                amount,
+            );
+        }
+        let mut next_order = order.clone();
+        next_order.version += 1;
+        next_order.updated_at_ms = now;
+        let entropy = self.inner.entropy.as_ref();
+        let mut transitions = vec![transition];
+        let mut alert = None;
+        let entry = match to {
+            RefundState::Succeeded => {
+                next_order.refund_reserved_minor -= amount;
+                next_order.refunded_minor += amount;
+                let event = OrderEvent::RefundSucceeded {
+                    refunded_after_minor: next_order.refunded_minor,
+                    amount_minor: order.amount.minor(),
+                };
+                match order_step(order.state, event) {
+                    Step::Moved {
+                        from: order_from,
+                        to: order_to,
+                    } => {
+                        next_order.state = order_to;
+                        transitions.push(self.transition(
+                            EntityKind::Order,
+                            order.id.as_str(),
+                            Some(order_from.as_str()),
+                            order_to.as_str(),
+                            &format!("refund:{id}"),
+                            &source,
+                        ));
+                    }
+                    Step::Unchanged(_) | Step::Refused(_) => {
+                        return Err(ServiceError::Store(StoreError::Corrupt {
+                            table: "orders",
+                            detail: format!(
+                                "refund {id} succeeded on order {} in state {}",
+                                order.id,
+                                order.state.as_str()
+                            ),
+                        }))
+                    }
+                }
+                Some(entries::refund(
+                    EntryId::generate(entropy),
+                    &next_refund,
+                    from == RefundState::Abnormal,
+                    now,
+                ))
+            }
+            RefundState::Failed => {
+                next_order.refund_reserved_minor -= amount;
+                (from == RefundState::Abnormal).then(|| {
+                    entries::refund_reversal(EntryId::generate(entropy), &next_refund, now)
+                })
+            }
+            RefundState::Abnormal => {
+                alert = Some(self.alert(
+                    "refund_abnormal",
+                    id.as_str(),
+                    format!(
+                        "refund of {} is abnormal at the channel; parked in suspense",
+                        refund.amount
+                    ),
+                ));
+                Some(entries::refund_parked(
+                    EntryId::generate(entropy),
+                    &next_refund,
+                    now,
+                ))
+            }
+            RefundState::Pending => None,
+        };
+        Ok(Change {
+            update_order: Some(next_order),
+            update_refund: Some(next_refund),
+            transitions,
+            entry,
+            alert,
+            ..Change::default()
+        })
+    }
+
+    /// The change a late-payment refund's move to `to` commits: the refund row only
+    /// (compare-and-set on the refund; the order is not touched), and on success the entry
+    /// that takes the money out of suspense. Failed or abnormal, the money is still in
+    /// suspense: no entry, an alert for an operator.
+    fn late_payment_refund_change(
+        &self,
+        refund: &Refund,
+        next_refund: Refund,
+        to: RefundState,
+        transition: NewTransition,
+        status: &RefundStatus,
+        now: UnixMillis,
+    ) -> Change {
+        let (entry, alert) = match to {
+            RefundState::Succeeded => (
+                Some(entries::refund(
+                    EntryId::generate(self.inner.entropy.as_ref()),
+                    &next_refund,
+                    true,
+                    now,
+                )),
+                None,
+            ),
+            RefundState::Failed | RefundState::Abnormal => {
+                let why = match status {
+                    RefundStatus::Failed { reason } | RefundStatus::Abnormal { reason } => {
+                        reason.as_str()
+                    }
+                    RefundStatus::Pending | RefundStatus::Succeeded { .. } => "",
+                };
+                let kind = if to == RefundState::Failed {
+                    "late_payment_refund_failed"
+                } else {
+                    "late_payment_refund_abnormal"
+                };
+                let alert = self.alert(
+                    kind,
+                    refund.id.as_str(),
+                    format!(
+                        "the automatic refund of {} paid late on order {} is {} ({why}); the money stays in suspense",
+                        refund.amount,
+                        refund.order_id,
+                        to.as_str()
+                    ),
+                );
+                (None, Some(alert))
+            }
+            RefundState::Pending => (None, None),
+        };
+        Change {
+            update_refund: Some(next_refund),
+            transitions: vec![transition],
+            entry,
+            alert,
+            ..Change::default()
+        }
     }
 }
 
@@ -1028,6 +1223,8 @@ pub fn refund_refusal(order: &Order, amount: Money) -> Option<RefundRefusal> {
             order: order.amount.currency().to_string(),
         });
     }
+    // The order's counters only count merchant refunds: a late-payment refund never reserves
+    // against them (and its order is closed or failed, so refused above anyway).
     let refundable = order.refundable_minor();
     if amount.minor() > refundable {
         return Some(RefundRefusal::ExceedsRefundable {

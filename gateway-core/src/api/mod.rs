@@ -23,7 +23,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::channel::Notification;
 use crate::ids::{sandbox_merchant, MerchantId, OrderId, RefundId};
 use crate::ledger::{self, AccountBalance};
-use crate::model::{EntityKind, MethodParams, Order, Refund, Transition};
+use crate::model::{EntityKind, MethodParams, Order, Refund, RefundKind, Transition};
 use crate::money::{yuan, Currency, Money, MoneyError};
 use crate::service::{
     CreatedOrder, CreatedRefund, Gateway, IdempotencyInput, Idempotent, NewOrder, ServiceError,
@@ -156,6 +156,9 @@ impl From<&Order> for OrderView {
 pub struct RefundView {
     pub id: String,
     pub order_id: String,
+    /// `merchant` (requested through this API) or `late_payment` (the gateway's automatic
+    /// refund of a payment made after the order was closed; the order stays closed).
+    pub kind: RefundKind,
     pub amount: String,
     pub amount_minor: i64,
     pub currency: String,
@@ -171,6 +174,7 @@ impl From<&Refund> for RefundView {
         RefundView {
             id: refund.id.to_string(),
             order_id: refund.order_id.to_string(),
+            kind: refund.kind,
             amount: yuan::format(refund.amount),
             amount_minor: refund.amount.minor(),
             currency: refund.amount.currency().to_string(),
@@ -676,7 +680,8 @@ async fn create_order(
     }
 }
 
-/// An order with its refunds and transition history.
+/// An order with its refunds (merchant refunds and the automatic refund of a late payment)
+/// and transition history.
 #[utoipa::path(get, path = "/v1/orders/{id}", params(("id" = String, Path)),
     responses((status = 200, body = OrderDetail), (status = 404, body = ErrorBody)))]
 async fn get_order(

@@ -4,3 +4,4 @@
 //! conversions).
 
 pub mod alipay;
+pub mod wechatpay;

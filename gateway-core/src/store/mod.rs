@@ -24,7 +24,7 @@ use crate::ids::{AlertId, EntryId, MerchantId, OrderId, RefundId};
 use crate::ledger::{
     Account, AccountBalance, EntryKind, JournalEntry, LedgerSnapshot, Posting, Side,
 };
-use crate::model::{Alert, EntityKind, Merchant, Order, Refund, Transition};
+use crate::model::{Alert, EntityKind, Merchant, Order, Refund, RefundKind, Transition};
 use crate::money::{Currency, Money};
 use crate::state::{Channel, OrderState, PaymentMethod, RefundState};
 use db::{Backend, Database, DbError, Row, SqlValue, Tx, TxMode};
@@ -123,7 +123,7 @@ const ORDER_COLUMNS: &str = "id, merchant_id, channel, method, method_params, am
      created_at_ms, updated_at_ms, paid_at_ms, version";
 const REFUND_COLUMNS: &str =
     "id, order_id, merchant_id, channel, amount_minor, currency, reason, state, \
-     fee_refund_minor, channel_refund_no, created_at_ms, updated_at_ms, version";
+     fee_refund_minor, channel_refund_no, created_at_ms, updated_at_ms, version, kind";
 const TRANSITION_COLUMNS: &str =
     "seq, entity, entity_id, from_state, to_state, event_key, source, at_ms";
 
@@ -646,7 +646,7 @@ async fn apply(tx: &mut dyn Tx, change: &Change) -> Result<CommitOutcome, StoreE
     }
     if let Some(refund) = &change.insert_refund {
         tx.execute(
-            &format!("INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+            &format!("INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"),
             &refund_params(refund),
         )
         .await?;
@@ -658,7 +658,7 @@ async fn apply(tx: &mut dyn Tx, change: &Change) -> Result<CommitOutcome, StoreE
             .execute(
                 "UPDATE refunds SET order_id = $2, merchant_id = $3, channel = $4, amount_minor = $5, currency = $6, \
                  reason = $7, state = $8, fee_refund_minor = $9, channel_refund_no = $10, created_at_ms = $11, \
-                 updated_at_ms = $12, version = $13 WHERE id = $1 AND version = $14",
+                 updated_at_ms = $12, version = $13, kind = $14 WHERE id = $1 AND version = $15",
                 &params,
             )
             .await?;
@@ -900,6 +900,7 @@ fn refund_params(refund: &Refund) -> Vec<SqlValue> {
         refund.created_at_ms.into(),
         refund.updated_at_ms.into(),
         refund.version.into(),
+        refund.kind.as_str().into(),
     ]
 }
 
@@ -912,6 +913,8 @@ fn refund_from_row(row: &Row) -> Result<Refund, StoreError> {
     Ok(Refund {
         id: RefundId::parse(row.str(0)?).map_err(|e| bad(e.to_string()))?,
         order_id: OrderId::parse(row.str(1)?).map_err(|e| bad(e.to_string()))?,
+        kind: RefundKind::parse(row.str(13)?)
+            .ok_or_else(|| bad(format!("unknown refund kind {:?}", row.str(13))))?,
         merchant_id: MerchantId::parse(row.str(2)?).map_err(|e| bad(e.to_string()))?,
         channel: Channel::parse(row.str(3)?).ok_or_else(|| bad("unknown channel".to_owned()))?,
         amount: Money::from_minor(row.i64(4)?, currency),

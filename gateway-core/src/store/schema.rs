@@ -39,6 +39,8 @@ CREATE INDEX orders_open ON orders (state, expires_at_ms);
 CREATE TABLE refunds (
     id TEXT PRIMARY KEY,
     order_id TEXT NOT NULL REFERENCES orders(id),
+    -- 'merchant' (through the API) or 'late_payment' (the automatic refund of a payment after close)
+    kind TEXT NOT NULL,
     merchant_id TEXT NOT NULL,
     channel TEXT NOT NULL,
     amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Once, OnceLock};
 use determinism::{Entropy, EntropyExt, OsEntropy, SeededEntropy, UnixMillis};
 use gateway_core::ids::{AlertId, EntryId, MerchantId, OrderId, RefundId};
 use gateway_core::ledger::{self, entries};
-use gateway_core::model::{Alert, EntityKind, Merchant, MethodParams, Order, Refund};
+use gateway_core::model::{Alert, EntityKind, Merchant, MethodParams, Order, Refund, RefundKind};
 use gateway_core::money::{Currency, Money};
 use gateway_core::state::{Channel, OrderState, PaymentMethod, RefundState};
 use gateway_core::store::db::{Backend, TxMode};
@@ -364,6 +364,66 @@ pub fn late_payment(ids: &dyn Entropy, order: &Order, at_ms: UnixMillis) -> Chan
     }
 }
 
+/// Money arrived for a closed order under the `refund` policy: the late payment as above, and
+/// in the same change the automatic refund of the whole amount (kind `late_payment`, pending,
+/// with its creation row); the order is untouched.
+pub fn late_payment_refunded(
+    ids: &dyn Entropy,
+    order: &Order,
+    at_ms: UnixMillis,
+) -> (Refund, Change) {
+    let refund = Refund {
+        id: RefundId::generate(ids),
+        order_id: order.id.clone(),
+        kind: RefundKind::LatePayment,
+        merchant_id: order.merchant_id.clone(),
+        channel: order.channel,
+        amount: order.amount,
+        reason: Some("automatic refund of a payment after close".to_owned()),
+        state: RefundState::Pending,
+        fee_refund_minor: 0,
+        channel_refund_no: None,
+        created_at_ms: at_ms,
+        updated_at_ms: at_ms,
+        version: 1,
+    };
+    let mut change = late_payment(ids, order, at_ms);
+    change.insert_refund = Some(refund.clone());
+    change.transitions.push(history_row(
+        EntityKind::Refund,
+        refund.id.as_str(),
+        None,
+        RefundState::Pending.as_str(),
+        "created",
+        at_ms,
+    ));
+    (refund, change)
+}
+
+/// The channel completed a late payment's automatic refund: the money leaves suspense; only
+/// the refund row moves.
+pub fn late_refund_succeeded(
+    ids: &dyn Entropy,
+    refund: &Refund,
+    at_ms: UnixMillis,
+) -> (Refund, Change) {
+    let mut done = next_refund(refund, at_ms);
+    done.state = RefundState::Succeeded;
+    done.channel_refund_no = Some(format!("chr_{}", refund.id));
+    let change = Change {
+        update_refund: Some(done.clone()),
+        transitions: vec![refund_row(
+            refund,
+            RefundState::Succeeded,
+            "succeeded",
+            at_ms,
+        )],
+        entry: Some(entries::refund(EntryId::generate(ids), &done, true, at_ms)),
+        ..Change::default()
+    };
+    (done, change)
+}
+
 /// A refund requested: its amount reserved on the order, the refund row pending.
 pub fn request_refund(
     ids: &dyn Entropy,
@@ -374,6 +434,7 @@ pub fn request_refund(
     let refund = Refund {
         id: RefundId::generate(ids),
         order_id: order.id.clone(),
+        kind: RefundKind::Merchant,
         merchant_id: order.merchant_id.clone(),
         channel: order.channel,
         amount: Money::from_minor(amount_minor, order.amount.currency()),

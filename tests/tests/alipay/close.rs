@@ -10,7 +10,8 @@ use crate::support::{
     create_qr_order_with, exchange_lines, history, id_of, order, qr_body, trade, verify_ok, Expect,
     CLEARING, SUSPENSE,
 };
-use e2e::alipay_sim::AlipaySim;
+use e2e::alipay_sim::{AlipaySim, Options};
+use gateway_core::{GatewayConfig, LatePaymentPolicy};
 
 #[tokio::test]
 async fn closing_a_scanned_unpaid_trade_closes_it_at_the_channel() {
@@ -97,6 +98,8 @@ async fn a_payment_after_the_close_is_booked_to_suspense() {
             "paying→closed closed api",
         ]
     );
+    // The default policy holds the money: no refund is created.
+    assert_eq!(after["refunds"], json!([]));
     // The money the channel holds is booked once, to suspense.
     assert_balances(&balances(&sim).await, &[(CLEARING, 6600), (SUSPENSE, 6600)]);
     let report = verify_ok(&sim).await;
@@ -111,6 +114,156 @@ async fn a_payment_after_the_close_is_booked_to_suspense() {
     sim.advance_ms(3_600_000).await;
     assert_eq!(order(&sim, &id).await["state"], "closed");
     assert_balances(&balances(&sim).await, &[(CLEARING, 6600), (SUSPENSE, 6600)]);
+    assert_eq!(verify_ok(&sim).await["entries"], 1);
+}
+
+/// A simulation whose gateway refunds late payments automatically
+/// (`[gateway] late_payment_policy = "refund"`).
+async fn refunding_late_payments() -> AlipaySim {
+    AlipaySim::build(Options {
+        config: GatewayConfig {
+            late_payment_policy: LatePaymentPolicy::Refund,
+            ..GatewayConfig::default()
+        },
+        ..Options::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// As above under the `refund` policy: the late payment is booked to suspense and, in the same
+/// transaction, a refund of kind `late_payment` for the whole amount is created; it is sent
+/// to the mock at once (`alipay.trade.refund`), which refunds the trade in full
+/// (TRADE_CLOSED). Suspense and clearing are back to zero, and the order stays closed with
+/// its refund counters untouched.
+#[tokio::test]
+async fn a_payment_after_the_close_is_refunded_under_the_refund_policy() {
+    let sim = refunding_late_payments().await;
+    let id = id_of(&create_qr_order(&sim, "66.00").await);
+    sim.advance_ms(1_000).await;
+    assert_eq!(
+        close(&sim, &id).await.expect(StatusCode::OK)["state"],
+        "closed"
+    );
+    let closed_detail = order(&sim, &id).await;
+
+    sim.advance_ms(1_000).await;
+    assert_eq!(act(&sim, &id, "pay").await["state"], "TRADE_SUCCESS");
+    sim.run_due().await;
+
+    assert_eq!(
+        exchange_lines(&sim).await,
+        [
+            "+0 alipay.trade.precreate 10000",
+            "+1000 alipay.trade.close 40004 ACQ.TRADE_NOT_EXIST",
+            "+2000 alipay.trade.refund 10000",
+        ]
+    );
+    let at_channel = trade(&sim, &id).await;
+    assert_eq!(at_channel["state"], "TRADE_CLOSED", "{at_channel}");
+    assert_eq!(at_channel["refunded_amount"], "66.00");
+
+    // The order never reopens and its refund counters are for merchant refunds only.
+    let after = order(&sim, &id).await;
+    assert_eq!(after["state"], "closed");
+    assert_eq!(after["channel_trade_no"], json!(null));
+    assert_eq!(after["refunded_amount"], "0.00");
+    assert_eq!(after["refund_reserved_amount"], "0.00");
+    assert_eq!(history(&after), history(&closed_detail));
+    // The refund is listed under the order, as the gateway's own.
+    let refunds = after["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1, "{after}");
+    let late = &refunds[0];
+    assert_eq!(late["kind"], "late_payment");
+    assert_eq!(late["state"], "succeeded");
+    assert_eq!(late["amount"], "66.00");
+    assert_eq!(late["reason"], "automatic refund of a payment after close");
+    assert_eq!(late["channel_refund_no"], at_channel["trade_no"]);
+    let refund_id = id_of(late);
+    let detail = sim
+        .gateway_get(&format!("/v1/refunds/{refund_id}"))
+        .await
+        .unwrap()
+        .expect(StatusCode::OK);
+    assert_eq!(detail["kind"], "late_payment");
+    assert_eq!(detail["order_id"], id.as_str());
+    assert_eq!(
+        history(&detail),
+        [
+            "∅→pending created notification",
+            "pending→succeeded succeeded refund",
+        ]
+    );
+
+    // In and out of suspense: nothing is left anywhere, nothing touched the merchant.
+    assert_balances(&balances(&sim).await, &[]);
+    let report = verify_ok(&sim).await;
+    assert_eq!(
+        (report["entries"].as_i64(), report["refunds"].as_i64()),
+        (Some(2), Some(1)),
+        "the late payment and its refund"
+    );
+
+    // A face-to-face trade refunded in full is TRADE_CLOSED, which F2F trades do not notify:
+    // the payment's notification, acknowledged, stays the only one. The one late check after
+    // the original expiry (+30 min + 60 s) finds the trade closed and changes nothing; nothing
+    // is refunded twice.
+    sim.advance_ms(3_600_000).await;
+    assert_eq!(
+        attempt_lines(&trade(&sim, &id).await),
+        ["ntf_1 payment #1 +2000 200 \"success\" accepted=true fault=-"]
+    );
+    assert_eq!(
+        exchange_lines(&sim).await[3..],
+        ["+1860000 alipay.trade.query 10000"]
+    );
+    assert_eq!(order(&sim, &id).await, after);
+    assert_balances(&balances(&sim).await, &[]);
+    assert_eq!(verify_ok(&sim).await["entries"], 2);
+}
+
+/// Under the `refund` policy, the channel refuses the automatic refund: the refund fails, no
+/// entry is booked and the money stays in suspense for an operator.
+#[tokio::test]
+async fn a_refused_automatic_refund_leaves_the_late_payment_in_suspense() {
+    let sim = refunding_late_payments().await;
+    let id = id_of(&create_qr_order(&sim, "12.00").await);
+    sim.advance_ms(1_000).await;
+    close(&sim, &id).await.expect(StatusCode::OK);
+    crate::support::arm(
+        &sim,
+        "alipay.trade.refund",
+        "error_code",
+        1,
+        json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.SELLER_BALANCE_NOT_ENOUGH", "sub_msg": "卖家余额不足"}),
+    )
+    .await;
+    sim.advance_ms(1_000).await;
+    act(&sim, &id, "pay").await;
+    sim.run_due().await;
+
+    assert_eq!(
+        exchange_lines(&sim).await[2..],
+        ["+2000 alipay.trade.refund 40004 ACQ.SELLER_BALANCE_NOT_ENOUGH fault=error_code"]
+    );
+    let after = order(&sim, &id).await;
+    assert_eq!(after["state"], "closed");
+    assert_eq!(after["refunds"][0]["kind"], "late_payment");
+    assert_eq!(after["refunds"][0]["state"], "failed", "{after}");
+    assert_eq!(trade(&sim, &id).await["state"], "TRADE_SUCCESS");
+    assert_balances(&balances(&sim).await, &[(CLEARING, 1200), (SUSPENSE, 1200)]);
+    let report = verify_ok(&sim).await;
+    assert_eq!(report["entries"], 1, "the late payment only");
+
+    // Nothing retries a failed refund behind the operator's back: the late check after the
+    // original expiry finds the payment again, which is booked already and refunds nothing.
+    sim.advance_ms(3_600_000).await;
+    assert_eq!(order(&sim, &id).await, after);
+    assert_eq!(
+        exchange_lines(&sim).await[3..],
+        ["+1860000 alipay.trade.query 10000"]
+    );
+    assert_balances(&balances(&sim).await, &[(CLEARING, 1200), (SUSPENSE, 1200)]);
     assert_eq!(verify_ok(&sim).await["entries"], 1);
 }
 

@@ -497,6 +497,59 @@ async fn money_after_close_goes_to_suspense() {
     );
 }
 
+/// Under `late_payment_policy = "refund"` the money paid after close is refunded
+/// automatically; here the channel first reports that refund abnormal (the money stays in
+/// suspense: nothing booked, an alert), then settles it (suspense → clearing). The order stays
+/// closed throughout and its refund counters never move.
+#[tokio::test]
+async fn an_abnormal_automatic_refund_of_a_late_payment_stays_in_suspense_until_settled() {
+    let t = TestGateway::build(Options {
+        config: GatewayConfig {
+            late_payment_policy: gateway_core::LatePaymentPolicy::Refund,
+            ..GatewayConfig::default()
+        },
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let id = id_of(&create_order(&t, "42.00").await);
+    post(&t.app, &format!("/v1/orders/{id}/close"), None, "")
+        .await
+        .expect(StatusCode::OK);
+    let closed = order(&t, &id).await;
+
+    assert!(t.fake.pay_after_close(&id));
+    t.fake.make_next_refund_abnormal();
+    let ack = deliver(&t, t.fake.payment_notification(&id)).await;
+    assert_eq!(ack.text(), "success");
+    let after = order(&t, &id).await;
+    assert_eq!(after["state"], "closed");
+    assert_eq!(after["history"], closed["history"]);
+    assert_eq!(after["refund_reserved_amount"], "0.00");
+    assert_eq!(after["refunds"][0]["kind"], "late_payment", "{after}");
+    assert_eq!(after["refunds"][0]["state"], "abnormal");
+    assert_balances(&balances(&t).await, &[(CLEARING, 4200), (SUSPENSE, 4200)]);
+    let alerts = t.gateway.store().alerts().await.unwrap();
+    let refund_id = after["refunds"][0]["id"].as_str().unwrap().to_owned();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.kind == "late_payment_refund_abnormal" && a.subject_id == refund_id),
+        "{alerts:?}"
+    );
+    assert_eq!(verify_ok(&t).await["entries"], 1, "the late payment only");
+
+    assert!(t.fake.settle_refund(&refund_id, FakeRefundStatus::Success));
+    let ack = deliver(&t, t.fake.refund_notification(&refund_id)).await;
+    assert_eq!(ack.text(), "success");
+    let after = order(&t, &id).await;
+    assert_eq!(after["state"], "closed");
+    assert_eq!(after["refunded_amount"], "0.00");
+    assert_eq!(after["refunds"][0]["state"], "succeeded");
+    assert_balances(&balances(&t).await, &[]);
+    assert_eq!(verify_ok(&t).await["entries"], 2);
+}
+
 #[tokio::test]
 async fn an_abnormal_refund_is_parked_in_suspense_until_the_channel_settles_it() {
     let t = TestGateway::new().await.unwrap();

@@ -95,6 +95,7 @@ fn refund(amount_minor: i64) -> Refund {
         channel: Channel::Alipay,
         amount: Money::from_minor(amount_minor, Currency::Cny),
         reason: Some("退货".to_owned()),
+        kind: crate::model::RefundKind::Merchant,
         state: RefundState::Pending,
         fee_refund_minor: 0,
         channel_refund_no: None,

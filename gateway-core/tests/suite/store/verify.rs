@@ -22,6 +22,9 @@ on_each_backend!(
     catches_broken_conservation_i6,
     catches_replays_i8,
     catches_negative_balance_i9,
+    healthy_late_payment_refund_verifies,
+    catches_late_refund_exceeding_the_late_payment_i4,
+    catches_late_refund_without_a_late_payment_i4,
 );
 
 /// Order `a` (10 000, fee 60) paid and partially refunded (3 000 succeeded); order `b` (5 000)
@@ -160,9 +163,9 @@ async fn catches_over_refund_i4(db: TestDb) {
     check(db, Invariant::I4, |h| {
         let sql = vec![
             format!(
-                "INSERT INTO refunds (id, order_id, merchant_id, channel, amount_minor, currency, reason, state, \
+                "INSERT INTO refunds (id, order_id, kind, merchant_id, channel, amount_minor, currency, reason, state, \
                  fee_refund_minor, channel_refund_no, created_at_ms, updated_at_ms, version) VALUES \
-                 ('rfd_over', '{}', '{}', 'alipay', 8000, 'CNY', NULL, 'succeeded', 0, 'chr_over', {T}, {T}, 2)",
+                 ('rfd_over', '{}', 'merchant', '{}', 'alipay', 8000, 'CNY', NULL, 'succeeded', 0, 'chr_over', {T}, {T}, 2)",
                 h.a.id, h.merchant
             ),
             format!(
@@ -302,4 +305,95 @@ async fn catches_replays_i8(db: TestDb) {
         .map(|(account, balance)| (account.code(), balance))
         .collect();
     expect_first(&snapshot, Invariant::I8, "je_replayed");
+}
+
+/// Order `c` (4 000) closed, then paid late under the `refund` policy: the late payment and its
+/// automatic refund in one change, then the refund succeeds. Suspense is back to zero, the
+/// order untouched (still closed, no refund counters), the merchant's payable untouched.
+async fn healthy_late_payment_refund_verifies(db: TestDb) {
+    let h = healthy(&db).await;
+    let store = &db.store;
+    let ids = SeededEntropy::new(11);
+    let c = new_order(&ids, &h.merchant, Channel::Alipay, cny(4_000), T);
+    commit_ok(store, &create(&c)).await;
+    let (c, change) = close(&c, T + 1_000);
+    commit_ok(store, &change).await;
+    let (refund, change) = late_payment_refunded(&ids, &c, T + 2_000);
+    commit_ok(store, &change).await;
+    assert_eq!(
+        store.get_refund(&refund.id).await.unwrap(),
+        Some(refund.clone())
+    );
+    assert_verifies(store).await;
+    let (done, change) = late_refund_succeeded(&ids, &refund, T + 3_000);
+    commit_ok(store, &change).await;
+    assert_eq!(store.get_refund(&refund.id).await.unwrap(), Some(done));
+    assert_eq!(store.get_order(&c.id).await.unwrap(), Some(c.clone()));
+    assert_verifies(store).await;
+    let report = ledger::verify(&store.ledger_snapshot().await.unwrap());
+    assert_eq!((report.entries, report.orders, report.refunds), (5, 3, 2));
+    // a: 10 000 − 3 000 refunded; b: 5 000 in suspense; c: in and out again.
+    let clearing = Account::channel_clearing(Channel::Alipay, Currency::Cny);
+    let suspense = Account::suspense(Channel::Alipay, Currency::Cny);
+    let balances = derive_balances(&store.ledger_snapshot().await.unwrap().entries);
+    assert_eq!(balances.get(&clearing), Some(&12_000));
+    assert_eq!(balances.get(&suspense), Some(&5_000));
+}
+
+/// A late-payment refund of 6 000 succeeded on order `b`, which was paid 5 000 late — complete
+/// with history, its entry out of suspense and moved balances, so I1–I3 stay clean; I9 fires
+/// later (suspense −1 000).
+async fn catches_late_refund_exceeding_the_late_payment_i4(db: TestDb) {
+    check(db, Invariant::I4, |h| {
+        let suspense = Account::suspense(Channel::Alipay, Currency::Cny).code();
+        let sql = vec![
+            format!(
+                "INSERT INTO refunds (id, order_id, kind, merchant_id, channel, amount_minor, currency, reason, state, \
+                 fee_refund_minor, channel_refund_no, created_at_ms, updated_at_ms, version) VALUES \
+                 ('rfd_late', '{}', 'late_payment', '{}', 'alipay', 6000, 'CNY', NULL, 'succeeded', 0, 'chr_late', {T}, {T}, 2)",
+                h.b.id, h.merchant
+            ),
+            format!(
+                "INSERT INTO transitions (entity, entity_id, from_state, to_state, event_key, source, at_ms) VALUES \
+                 ('refund', 'rfd_late', NULL, 'pending', 'created', 'tamper', {T}), \
+                 ('refund', 'rfd_late', 'pending', 'succeeded', 'succeeded', 'tamper', {T})"
+            ),
+            format!(
+                "INSERT INTO journal_entries (id, business_key, kind, order_id, refund_id, at_ms) \
+                 VALUES ('je_late', 'refund:rfd_late', 'refund', '{}', 'rfd_late', {T})",
+                h.b.id
+            ),
+            format!(
+                "INSERT INTO postings (entry_id, account, side, amount_minor, currency) VALUES \
+                 ('je_late', '{suspense}', 'debit', 6000, 'CNY'), ('je_late', '{}', 'credit', 6000, 'CNY')",
+                h.clearing
+            ),
+            format!(
+                "UPDATE account_balances SET balance_minor = balance_minor - 6000 WHERE account IN ('{suspense}', '{}')",
+                h.clearing
+            ),
+        ];
+        (sql, "rfd_late".to_owned())
+    })
+    .await;
+}
+
+/// A pending late-payment refund on order `a`, which was paid in time (no late payment).
+async fn catches_late_refund_without_a_late_payment_i4(db: TestDb) {
+    check(db, Invariant::I4, |h| {
+        let sql = vec![
+            format!(
+                "INSERT INTO refunds (id, order_id, kind, merchant_id, channel, amount_minor, currency, reason, state, \
+                 fee_refund_minor, channel_refund_no, created_at_ms, updated_at_ms, version) VALUES \
+                 ('rfd_stray', '{}', 'late_payment', '{}', 'alipay', 1000, 'CNY', NULL, 'pending', 0, NULL, {T}, {T}, 1)",
+                h.a.id, h.merchant
+            ),
+            format!(
+                "INSERT INTO transitions (entity, entity_id, from_state, to_state, event_key, source, at_ms) VALUES \
+                 ('refund', 'rfd_stray', NULL, 'pending', 'created', 'tamper', {T})"
+            ),
+        ];
+        (sql, "rfd_stray".to_owned())
+    })
+    .await;
 }
