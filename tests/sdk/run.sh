@@ -36,6 +36,8 @@ for client in python-alipay-sdk alipay-sdk-python; do
     && "$venv/bin/pip" install -q --disable-pip-version-check -r "tests/sdk/alipay-python/requirements-$client.txt" \
     && "$venv/bin/python" tests/sdk/alipay-python/compat.py "$data/sandbox.json" "$client") || status=1
 done
+echo "--- npm wechatpay-axios-plugin (tests/sdk/wechatpay-node)"
+(cd tests/sdk/wechatpay-node && npm ci --no-audit --no-fund --loglevel=error && node compat.mjs "$data/sandbox.json") || status=1
 if [ "$status" -ne 0 ]; then
   echo "--- paysim log"
   tail -n 50 "$data/stderr.log"
