@@ -1,4 +1,6 @@
-//! `paysim bench alipay`: the channel's performance figures, measured on this machine in one run.
+//! `paysim bench alipay` / `paysim bench wechatpay`: each channel's performance figures, measured
+//! on this machine in one run. (WeChat Pay: notification encrypt + sign per second on one core,
+//! a replayed signed query, full round trips — the same shape as Alipay below.)
 //!
 //! 1. RSA-2048 signatures per second on one core through the gateway adapter's signing path
 //!    (aws-lc-rs), next to `openssl speed rsa2048` run in the same process tree.
@@ -108,30 +110,10 @@ pub async fn alipay(seconds: u64, concurrency: usize) -> anyhow::Result<()> {
     }
 
     // A paid trade to query: precreate, then the buyer pays through the control plane.
-    let CreatePlan::Call(request) = adapter
-        .plan_create(&order, &context())
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-    else {
-        bail!("precreate should be a call");
-    };
-    let response = transport
-        .send(request, 5_000)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    adapter
-        .parse_create(&order, response)
-        .map_err(|e| anyhow::anyhow!("precreate: {e}"))?;
+    let (order, _) = paid_order(adapter.as_ref(), &transport, &base, Channel::Alipay).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;
-    let paid = client
-        .post(format!("{base}/_paysim/alipay/trades/{}/actions", order.id))
-        .json(&serde_json::json!({ "action": "pay" }))
-        .send()
-        .await?;
-    if !paid.status().is_success() {
-        bail!("control plane pay failed: {}", paid.text().await?);
-    }
 
     // 2. Replaying one valid signed query.
     let query = adapter
@@ -178,50 +160,234 @@ pub async fn alipay(seconds: u64, concurrency: usize) -> anyhow::Result<()> {
     );
 
     // 3. Full round trips: sign, send, verify, parse.
-    let round = run_load(concurrency, duration, {
-        let (adapter, transport, order, base) = (
-            adapter.clone(),
-            transport.clone(),
-            order.clone(),
-            base.clone(),
-        );
-        move || {
-            let (adapter, transport, order, base) = (
-                adapter.clone(),
-                transport.clone(),
-                order.clone(),
-                base.clone(),
-            );
-            async move {
-                let context = AdapterContext {
-                    now_ms: order.created_at_ms,
-                    nonce: "bench".to_owned(),
-                    notify_url: format!("{base}/nowhere"),
-                };
-                let request = adapter
-                    .build_query(&order, &context)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let response: HttpResponse = transport
-                    .send(request, 5_000)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                match adapter
-                    .parse_query(&order, response)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
-                {
-                    PaymentStatus::Paid { .. } => Ok(()),
-                    other => bail!("unexpected status {other:?}"),
-                }
-            }
-        }
-    })
-    .await?;
+    let round = round_trips(adapter, transport, order, context(), concurrency, duration).await?;
     println!(
         "full round trips (client signs + verifies, server verifies + signs), {concurrency} tasks, {seconds}s: {:.0}/s ({} ok, {} errors)",
         round.rate, round.ok, round.errors
     );
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
+}
+
+/// `paysim bench wechatpay`.
+pub async fn wechatpay(seconds: u64, concurrency: usize) -> anyhow::Result<()> {
+    use gateway_core::channels::wechatpay::{WechatpayAdapter, WechatpayConfig};
+    use simulator::wechatpay::{response_message, seal, WechatpayMerchant, WechatpayMockConfig};
+
+    let dir = std::env::temp_dir().join(format!("paysim-bench-wx-{}", std::process::id()));
+    let credentials = crate::keys::ensure_wechatpay_credentials(&dir, &OsEntropy)?;
+    let public_key_id = "PUB_KEY_ID_011900000001000000000000000001".to_owned();
+    let (mchid, appid) = ("1900000001".to_owned(), "wx8888888888888888".to_owned());
+    let duration = Duration::from_secs(seconds.max(1));
+
+    // 1. Notification encrypt (AES-256-GCM) + sign (RSA-2048) per second on one core.
+    let signer = simulator::alipay::SigningKey::parse(
+        &credentials.platform.private_pkcs8_pem,
+        "platform key",
+    )?;
+    let plaintext = serde_json::json!({
+        "mchid": mchid, "appid": appid, "out_trade_no": "ord_bench000000000000000001",
+        "transaction_id": "4200000000202611250000000001", "trade_type": "NATIVE", "trade_state": "SUCCESS",
+        "trade_state_desc": "支付成功", "bank_type": "OTHERS", "success_time": "2026-11-25T18:00:00+08:00",
+        "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}, "amount": {"total": 8888, "payer_total": 8888, "currency": "CNY", "payer_currency": "CNY"}
+    })
+    .to_string();
+    let rounds = 2_000u32;
+    let started = Instant::now();
+    for i in 0..rounds {
+        let nonce = format!("{i:012}");
+        let sealed = seal(
+            credentials.apiv3_key.as_bytes(),
+            &nonce,
+            "transaction",
+            plaintext.as_bytes(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let body = serde_json::json!({
+            "id": format!("evt_{i}"), "create_time": "2026-11-25T18:00:01+08:00", "resource_type": "encrypt-resource",
+            "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
+            "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                          "ciphertext": sealed.ciphertext, "associated_data": "transaction", "nonce": nonce}
+        })
+        .to_string();
+        let _signature =
+            signer.sign_base64(&response_message("1795600000", &nonce, body.as_bytes()));
+    }
+    let rate = f64::from(rounds) / started.elapsed().as_secs_f64();
+    println!("notification encrypt (AES-256-GCM) + sign (RSA-2048), one core: {rate:.0}/s");
+
+    // The mock on loopback and the gateway's adapter.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let clock = Arc::new(SystemClock);
+    let transport: Arc<dyn Transport> = Arc::new(determinism::ReqwestTransport::new()?);
+    let simulator = Simulator::new(SimulatorParts {
+        clock: clock.clone(),
+        scheduler: Scheduler::new(clock.clone()),
+        entropy: Arc::new(OsEntropy),
+        transport: Arc::clone(&transport),
+        public_base_url: base.clone(),
+        alipay: None,
+        wechatpay: Some(WechatpayMockConfig {
+            merchants: vec![WechatpayMerchant {
+                mchid: mchid.clone(),
+                appid: appid.clone(),
+                serial_no: credentials.merchant_serial_no.clone(),
+                public_key_pem: credentials.merchant.public_pem.clone(),
+                apiv3_key: credentials.apiv3_key.clone(),
+            }],
+            platform_private_key_pem: credentials.platform.private_pkcs8_pem.clone(),
+            public_key_id: public_key_id.clone(),
+        }),
+    })?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, simulator::app(simulator)).await {
+            eprintln!("bench server stopped: {error}");
+        }
+    });
+    let adapter = Arc::new(
+        WechatpayAdapter::new(WechatpayConfig {
+            mchid,
+            appid,
+            merchant_serial_no: credentials.merchant_serial_no.clone(),
+            merchant_private_key_pem: credentials.merchant.private_pkcs8_pem.clone(),
+            apiv3_key: credentials.apiv3_key.clone(),
+            platform_public_key_pem: credentials.platform.public_pem.clone(),
+            platform_public_key_id: public_key_id,
+            base_url: base.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("adapter: {e}"))?,
+    );
+    let (order, context) =
+        paid_order(adapter.as_ref(), &transport, &base, Channel::Wechatpay).await?;
+
+    // 2. Replaying one valid signed query.
+    let query = adapter
+        .build_query(&order, &context)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (parts, _) = query.into_parts();
+    let url = parts.uri.to_string();
+    let headers = parts.headers;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let replay = run_load(concurrency, duration, {
+        move || {
+            let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
+            async move {
+                let mut request = client.get(&url);
+                for (name, value) in &headers {
+                    request = request.header(name.as_str(), value.as_bytes());
+                }
+                let response = request.send().await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "status {}",
+                    response.status()
+                );
+                let text = response.bytes().await?;
+                anyhow::ensure!(
+                    text.windows(7).any(|w| w == b"SUCCESS"),
+                    "unexpected answer"
+                );
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    println!(
+        "replayed signed WeChat Pay query, {concurrency} connections, {seconds}s: {:.0} req/s ({} requests, {} errors)",
+        replay.rate, replay.ok, replay.errors
+    );
+
+    // 3. Full round trips through the adapter.
+    let round = round_trips(adapter, transport, order, context, concurrency, duration).await?;
+    println!(
+        "full round trips (client signs + verifies, server verifies + signs), {concurrency} tasks, {seconds}s: {:.0}/s ({} ok, {} errors)",
+        round.rate, round.ok, round.errors
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// Creates a QR order at the mock through `adapter` and has the buyer pay it.
+async fn paid_order(
+    adapter: &dyn ChannelAdapter,
+    transport: &Arc<dyn Transport>,
+    base: &str,
+    channel: Channel,
+) -> anyhow::Result<(Order, AdapterContext)> {
+    let now = determinism::Clock::now_ms(&SystemClock);
+    let mut order = bench_order(now)?;
+    order.channel = channel;
+    let context = AdapterContext {
+        now_ms: now,
+        nonce: "benchnonce0000000000000000000000".to_owned(),
+        notify_url: format!("{base}/nowhere"),
+    };
+    let CreatePlan::Call(request) = adapter
+        .plan_create(&order, &context)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    else {
+        bail!("a QR order should be created by a call");
+    };
+    let response = transport
+        .send(request, 5_000)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    adapter
+        .parse_create(&order, response)
+        .map_err(|e| anyhow::anyhow!("create: {e}"))?;
+    let paid = reqwest::Client::new()
+        .post(format!(
+            "{base}/_paysim/{}/trades/{}/actions",
+            channel.as_str(),
+            order.id
+        ))
+        .json(&serde_json::json!({ "action": "pay" }))
+        .send()
+        .await?;
+    if !paid.status().is_success() {
+        bail!("control plane pay failed: {}", paid.text().await?);
+    }
+    Ok((order, context))
+}
+
+/// Full round trips: the adapter signs a query, the mock verifies and signs its answer, the
+/// adapter verifies and parses it.
+async fn round_trips(
+    adapter: Arc<dyn ChannelAdapter>,
+    transport: Arc<dyn Transport>,
+    order: Order,
+    context: AdapterContext,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<LoadResult> {
+    run_load(concurrency, duration, move || {
+        let (adapter, transport, order, context) = (
+            adapter.clone(),
+            transport.clone(),
+            order.clone(),
+            context.clone(),
+        );
+        async move {
+            let request = adapter
+                .build_query(&order, &context)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let response: HttpResponse = transport
+                .send(request, 5_000)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match adapter
+                .parse_query(&order, response)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                PaymentStatus::Paid { .. } => Ok(()),
+                other => bail!("unexpected status {other:?}"),
+            }
+        }
+    })
+    .await
 }
 
 fn bench_order(now: i64) -> anyhow::Result<Order> {

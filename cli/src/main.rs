@@ -75,6 +75,16 @@ enum BenchTarget {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// WeChat Pay: notification encrypt + sign per second, a replayed signed query against the
+    /// mock APIv3 server on loopback, and full signed round trips through the gateway's adapter.
+    Wechatpay {
+        /// Seconds each load phase runs.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent connections / tasks of the load tool.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +146,15 @@ fn main() -> ExitCode {
                         concurrency,
                     },
             } => bench::alipay(seconds, concurrency)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Bench {
+                target:
+                    BenchTarget::Wechatpay {
+                        seconds,
+                        concurrency,
+                    },
+            } => bench::wechatpay(seconds, concurrency)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Openapi => {
