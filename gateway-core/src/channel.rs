@@ -82,6 +82,9 @@ pub enum Notification {
     Refund {
         refund_id: RefundId,
         status: RefundStatus,
+        /// The amount the channel says this refund moved, when the notification states it
+        /// (WeChat Pay `amount.refund`); the service checks it against the refund.
+        reported_amount: Option<crate::money::Money>,
     },
 }
 

@@ -959,6 +959,35 @@ impl Gateway {
         self.apply_refund(id, status, source).await
     }
 
+    /// Applies a refund report that states the amount moved (a notification): a success for
+    /// another amount than the refund's is abnormal — the money moved, but not as booked —
+    /// exactly as adapters map the same report in a refund or refund-query answer.
+    pub async fn apply_refund_report(
+        &self,
+        id: &RefundId,
+        status: RefundStatus,
+        reported_amount: Option<Money>,
+        source: &str,
+    ) -> Result<Refund, ServiceError> {
+        let status = match (&status, reported_amount) {
+            (RefundStatus::Succeeded { .. }, Some(reported)) => {
+                let refund = self.get_refund(id).await?;
+                if reported == refund.amount {
+                    status
+                } else {
+                    RefundStatus::Abnormal {
+                        reason: format!(
+                            "the channel reports {reported} refunded for a refund of {}",
+                            refund.amount
+                        ),
+                    }
+                }
+            }
+            _ => status,
+        };
+        self.apply_refund(id, status, source).await
+    }
+
     /// Applies what the channel reports about a refund: success books it and consumes the
     /// reservation, failure releases it, abnormal parks the money in suspense with an alert.
     /// The automatic refund of a late payment touches neither the order nor the merchant's

@@ -1,47 +1,18 @@
 //! One whole simulation around the **real** Alipay adapter and the **real** mock Alipay gateway,
-//! for end-to-end tests: one [`VirtualClock`], one [`Scheduler`], seeded entropy (one stream per
-//! component), and one [`InProcessTransport`] on which both Routers are registered — the
-//! gateway's at [`GATEWAY_URL`] and the simulator's at [`ALIPAY_URL`] — so gateway → channel
-//! calls and channel → gateway notifications cross the same seam, in process.
-//!
-//! Tests drive the gateway only through its HTTP API ([`AlipaySim::gateway_get`],
-//! [`AlipaySim::gateway_post`]) and the buyer only through the simulator's control plane
-//! ([`AlipaySim::control_get`], [`AlipaySim::buyer_action`], [`AlipaySim::arm_fault`]); time
-//! moves only when a test calls [`AlipaySim::advance_ms`] (or `run_virtual_until` itself), and
-//! the scheduler then runs what falls due: notification attempts, polls, expiry on both sides.
-//!
-//! The gateway's route in the transport is a recording tap in front of `gateway_core::app`: it
-//! keeps a copy of every request that reached the gateway *through the transport* (that is,
-//! every notification attempt of the simulator) with the gateway's answer, so a test can read
-//! what crossed the wire ([`AlipaySim::deliveries`]) without reaching into either side.
+//! for end-to-end tests: the shared run of [`crate::sim`] (one virtual clock, one scheduler,
+//! seeded entropy, one in-process transport carrying gateway → channel calls and channel →
+//! gateway notifications) with the simulator at [`ALIPAY_URL`] and the Alipay adapter
+//! configured against it. This module adds only Alipay's identities and keys.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
-use determinism::{
-    run_virtual_until, Clock, InProcessTransport, Scheduler, SeededEntropy, UnixMillis,
-    VirtualClock,
-};
-use gateway_core::channel::Adapters;
 use gateway_core::channels::alipay::{AlipayAdapter, AlipayConfig};
-use gateway_core::store::sqlite::SqliteDatabase;
-use gateway_core::store::Store;
-use gateway_core::{Gateway, GatewayConfig, GatewayParts};
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
 use simulator::alipay::{AlipayApp, AlipayMockConfig};
-use simulator::{Simulator, SimulatorParts};
-use tower::ServiceExt;
 
-/// 2026-01-01T00:00:00Z (08:00 in Beijing): where the virtual clock starts by default.
-pub const T0: UnixMillis = crate::harness::T0;
-/// The gateway's public base URL; Alipay notifies `<this>/notify/alipay`.
-pub const GATEWAY_URL: &str = "http://gateway.test";
+pub use crate::sim::{Delivery, Options, Reply, GATEWAY_URL, T0};
+use crate::sim::{Sim, SimChannel, Wiring};
+
 /// The simulator's public base URL; the adapter calls `<this>/alipay/gateway.do`.
 pub const ALIPAY_URL: &str = "http://alipay.test";
 /// The merchant app registered with the mock gateway.
@@ -73,159 +44,19 @@ pub mod keys {
     ));
 }
 
-/// Entropy streams of the one seed: each component draws from its own, so an extra draw on
-/// one side never shifts the other side's ids.
-const GATEWAY_STREAM: u64 = 1;
-const SIMULATOR_STREAM: u64 = 2;
-/// Largest body the tap reads (the gateway's own limit is 64 KiB).
-const TAP_BODY_LIMIT: usize = 1024 * 1024;
+/// The Alipay channel of a [`Sim`].
+#[derive(Debug, Clone, Copy)]
+pub struct Alipay;
 
-/// How to build an [`AlipaySim`].
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Fixes every id, token, trade number and buyer of the run. Print it on failure.
-    pub seed: u64,
-    /// Where the virtual clock starts.
-    pub start_ms: UnixMillis,
-    /// The gateway's settings; `public_base_url` is overwritten with [`GATEWAY_URL`].
-    pub config: GatewayConfig,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            seed: 1,
-            start_ms: T0,
-            config: GatewayConfig::default(),
-        }
-    }
-}
-
-/// An HTTP reply read to the end.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Reply {
-    /// The body as JSON.
-    pub fn json(&self) -> anyhow::Result<Value> {
-        serde_json::from_slice(&self.body).with_context(|| {
-            format!(
-                "reply ({}) is not JSON: {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    /// The body as (lossy) text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// One request that reached the gateway through the transport (a notification attempt, or a
-/// copy of one), with the gateway's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// Virtual time when it arrived.
-    pub at_ms: UnixMillis,
-    pub method: String,
-    /// The path and query as the gateway saw it (`/notify/alipay`).
-    pub path: String,
-    pub body: Bytes,
-    pub status: StatusCode,
-    pub reply: Bytes,
-}
-
-impl Delivery {
-    /// The URL-decoded form fields of the body, in order.
-    pub fn form(&self) -> Vec<(String, String)> {
-        form_urlencoded::parse(&self.body)
-            .map(|(key, value)| (key.into_owned(), value.into_owned()))
-            .collect()
-    }
-
-    /// One form field, if present.
-    pub fn field(&self, name: &str) -> Option<String> {
-        form_urlencoded::parse(&self.body)
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.into_owned())
-    }
-}
-
-/// The recording tap registered for the gateway in the transport.
-#[derive(Clone)]
-struct Tap {
-    gateway_app: Router,
-    clock: VirtualClock,
-    log: Arc<Mutex<Vec<Delivery>>>,
-}
-
-async fn tap(State(tap): State<Tap>, request: Request<Body>) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, TAP_BODY_LIMIT).await {
-        Ok(body) => body,
-        Err(error) => return (StatusCode::PAYLOAD_TOO_LARGE, error.to_string()).into_response(),
-    };
-    let at_ms = tap.clock.now_ms();
-    let method = parts.method.to_string();
-    let path = parts.uri.to_string();
-    let forwarded = Request::from_parts(parts, Body::from(body.clone()));
-    let response = match tap.gateway_app.oneshot(forwarded).await {
-        Ok(response) => response,
-        Err(infallible) => match infallible {},
-    };
-    let (parts, reply) = response.into_parts();
-    let reply = match reply.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
-        }
-    };
-    tap.log
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Delivery {
-            at_ms,
-            method,
-            path,
-            body,
-            status: parts.status,
-            reply: reply.clone(),
-        });
-    Response::from_parts(parts, Body::from(reply))
+impl SimChannel for Alipay {
+    const NAME: &'static str = "alipay";
 }
 
 /// The gateway (real Alipay adapter) and the simulator (real mock Alipay gateway) in one
 /// simulation. Cloning yields another handle to the same run.
-#[derive(Clone)]
-pub struct AlipaySim {
-    pub seed: u64,
-    /// `gateway_core::app(gateway)`: the merchant-facing API.
-    pub gateway_app: Router,
-    /// `simulator::app(simulator)`: the mock gateway and the control plane.
-    pub simulator_app: Router,
-    pub clock: VirtualClock,
-    pub scheduler: Scheduler,
-    pub transport: InProcessTransport,
-    deliveries: Arc<Mutex<Vec<Delivery>>>,
-}
+pub type AlipaySim = Sim<Alipay>;
 
-impl std::fmt::Debug for AlipaySim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlipaySim")
-            .field("seed", &self.seed)
-            .field("now_ms", &self.clock.now_ms())
-            .field("scheduler", &self.scheduler)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AlipaySim {
+impl Sim<Alipay> {
     /// The default simulation (seed 1, clock at [`T0`], default gateway settings).
     pub async fn new() -> anyhow::Result<AlipaySim> {
         AlipaySim::build(Options::default()).await
@@ -241,35 +72,6 @@ impl AlipaySim {
     }
 
     pub async fn build(options: Options) -> anyhow::Result<AlipaySim> {
-        let clock = VirtualClock::new(options.start_ms);
-        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        let scheduler = Scheduler::new(Arc::clone(&shared_clock));
-        let transport = InProcessTransport::new();
-
-        let simulator = Simulator::new(SimulatorParts {
-            clock: Arc::clone(&shared_clock),
-            scheduler: scheduler.clone(),
-            entropy: Arc::new(SeededEntropy::with_stream(options.seed, SIMULATOR_STREAM)),
-            transport: Arc::new(transport.clone()),
-            public_base_url: ALIPAY_URL.to_owned(),
-            wechatpay: None,
-            alipay: Some(AlipayMockConfig {
-                alipay_private_key_pem: keys::ALIPAY_PRIVATE_PKCS1.to_owned(),
-                apps: vec![AlipayApp {
-                    app_id: APP_ID.to_owned(),
-                    app_public_key_pem: keys::APP_PUBLIC.to_owned(),
-                    app_cert_pem: None,
-                }],
-                seller_id: SELLER_ID.to_owned(),
-                certificates: None,
-            }),
-        })
-        .context("simulator")?;
-        let simulator_app = simulator::app(simulator);
-        transport
-            .try_register(ALIPAY_URL, simulator_app.clone())
-            .context("registering the simulator")?;
-
         let adapter = AlipayAdapter::new(AlipayConfig {
             app_id: APP_ID.to_owned(),
             app_private_key_pem: keys::APP_PRIVATE_PKCS8.to_owned(),
@@ -279,155 +81,24 @@ impl AlipaySim {
             certificates: None,
         })
         .context("alipay adapter")?;
-        let store = Store::new(Arc::new(SqliteDatabase::open_in_memory()?));
-        store.migrate().await?;
-        let mut config = options.config;
-        config.public_base_url = GATEWAY_URL.to_owned();
-        let gateway = Gateway::new(GatewayParts {
-            store,
-            clock: shared_clock,
-            entropy: Arc::new(SeededEntropy::with_stream(options.seed, GATEWAY_STREAM)),
-            adapters: Adapters::new().with(Arc::new(adapter)),
-            transport: Arc::new(transport.clone()),
-            scheduler: scheduler.clone(),
-            config,
-        })
-        .await
-        .context("gateway")?;
-        let gateway_app = gateway_core::app(gateway);
-
-        let deliveries = Arc::new(Mutex::new(Vec::new()));
-        let tap_router = Router::new().fallback(tap).with_state(Tap {
-            gateway_app: gateway_app.clone(),
-            clock: clock.clone(),
-            log: Arc::clone(&deliveries),
-        });
-        transport
-            .try_register(GATEWAY_URL, tap_router)
-            .context("registering the gateway")?;
-
-        Ok(AlipaySim {
-            seed: options.seed,
-            gateway_app,
-            simulator_app,
-            clock,
-            scheduler,
-            transport,
-            deliveries,
-        })
-    }
-
-    pub fn now_ms(&self) -> UnixMillis {
-        self.clock.now_ms()
-    }
-
-    /// Runs every event due now (a notification the buyer's payment just queued …).
-    pub async fn run_due(&self) -> usize {
-        self.run_until(self.now_ms()).await
-    }
-
-    /// Moves virtual time forward by `delta_ms`, running every event that falls due on the
-    /// way. Returns how many ran.
-    pub async fn advance_ms(&self, delta_ms: i64) -> usize {
-        self.run_until(self.now_ms().saturating_add(delta_ms)).await
-    }
-
-    /// Moves virtual time to `until_ms` (never backwards), running what falls due.
-    pub async fn run_until(&self, until_ms: UnixMillis) -> usize {
-        run_virtual_until(&self.scheduler, &self.clock, until_ms).await
-    }
-
-    /// Every request the gateway received through the transport so far, oldest first.
-    pub fn deliveries(&self) -> Vec<Delivery> {
-        self.deliveries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    // ------------------------------------------------------------ the gateway's API
-
-    pub async fn gateway_get(&self, path: &str) -> anyhow::Result<Reply> {
-        let request = Request::get(path).body(Body::empty())?;
-        send(&self.gateway_app, request).await
-    }
-
-    /// `POST path` with a JSON body and, when given, an `Idempotency-Key`.
-    pub async fn gateway_post(
-        &self,
-        path: &str,
-        idempotency_key: Option<&str>,
-        body: &Value,
-    ) -> anyhow::Result<Reply> {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(http::header::CONTENT_TYPE, "application/json");
-        if let Some(key) = idempotency_key {
-            request = request.header("idempotency-key", key);
-        }
-        send(
-            &self.gateway_app,
-            request.body(Body::from(body.to_string()))?,
+        Sim::assemble(
+            options,
+            Wiring {
+                simulator_url: ALIPAY_URL,
+                alipay: Some(AlipayMockConfig {
+                    alipay_private_key_pem: keys::ALIPAY_PRIVATE_PKCS1.to_owned(),
+                    apps: vec![AlipayApp {
+                        app_id: APP_ID.to_owned(),
+                        app_public_key_pem: keys::APP_PUBLIC.to_owned(),
+                        app_cert_pem: None,
+                    }],
+                    seller_id: SELLER_ID.to_owned(),
+                    certificates: None,
+                }),
+                wechatpay: None,
+                adapter: Arc::new(adapter),
+            },
         )
         .await
     }
-
-    // ------------------------------------------------------------ the control plane
-
-    pub async fn control_get(&self, path: &str) -> anyhow::Result<Reply> {
-        let request = Request::get(path).body(Body::empty())?;
-        send(&self.simulator_app, request).await
-    }
-
-    pub async fn control_post(&self, path: &str, body: &Value) -> anyhow::Result<Reply> {
-        let request = Request::post(path)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))?;
-        send(&self.simulator_app, request).await
-    }
-
-    /// `GET /_paysim/alipay/trades/{out_trade_no}`.
-    pub async fn trade(&self, out_trade_no: &str) -> anyhow::Result<Reply> {
-        self.control_get(&format!("/_paysim/alipay/trades/{out_trade_no}"))
-            .await
-    }
-
-    /// A buyer's move (`scan`, `pay`, `fail`, `abandon`) on the trade of `out_trade_no`.
-    /// Whatever it queues (a notification) runs only when time is driven.
-    pub async fn buyer_action(&self, out_trade_no: &str, action: &str) -> anyhow::Result<Reply> {
-        self.control_post(
-            &format!("/_paysim/alipay/trades/{out_trade_no}/actions"),
-            &json!({ "action": action }),
-        )
-        .await
-    }
-
-    /// Arms a protocol fault: `target` is an API method, `notify` or `*`.
-    pub async fn arm_fault(
-        &self,
-        target: &str,
-        fault: &str,
-        times: u32,
-        params: Value,
-    ) -> anyhow::Result<Reply> {
-        self.control_post(
-            "/_paysim/alipay/faults",
-            &json!({ "target": target, "fault": fault, "times": times, "params": params }),
-        )
-        .await
-    }
-}
-
-async fn send(router: &Router, request: Request<Body>) -> anyhow::Result<Reply> {
-    let response = match router.clone().oneshot(request).await {
-        Ok(response) => response,
-        Err(infallible) => match infallible {},
-    };
-    let (parts, body) = response.into_parts();
-    Ok(Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await?.to_bytes(),
-    })
 }

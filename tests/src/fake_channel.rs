@@ -845,6 +845,7 @@ impl ChannelAdapter for FakeAdapter {
                 Ok(Notification::Refund {
                     refund_id,
                     status: refund_status(&value)?,
+                    reported_amount: None,
                 })
             }
             other => Err(AdapterError::Protocol(format!(

@@ -894,8 +894,12 @@ async fn notify(
             .map_err(|error| {
                 tracing::warn!(%error, order = %order_id, "notification not applied");
             }),
-        Ok(Notification::Refund { refund_id, status }) => gateway
-            .apply_refund(&refund_id, status, "notification")
+        Ok(Notification::Refund {
+            refund_id,
+            status,
+            reported_amount,
+        }) => gateway
+            .apply_refund_report(&refund_id, status, reported_amount, "notification")
             .await
             .map(|_| ())
             .map_err(|error| {

@@ -996,11 +996,13 @@ impl ChannelAdapter for AlipayAdapter {
         if let (Some(out_biz_no), Some(_)) = (get("out_biz_no"), get("refund_fee")) {
             let refund_id = RefundId::parse(out_biz_no)
                 .map_err(|error| AdapterError::Protocol(format!("out_biz_no: {error}")))?;
+            // `refund_fee` is the trade's cumulative refunded total, not this refund's amount.
             return Ok(Notification::Refund {
                 refund_id,
                 status: RefundStatus::Succeeded {
                     channel_refund_no: get("trade_no").map(str::to_owned),
                 },
+                reported_amount: None,
             });
         }
         let out_trade_no =

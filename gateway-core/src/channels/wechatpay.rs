@@ -1095,9 +1095,21 @@ impl ChannelAdapter for WechatpayAdapter {
                 let refund_id = RefundId::parse(out_refund_no)
                     .map_err(|error| AdapterError::Protocol(format!("out_refund_no: {error}")))?;
                 // The amount is checked against the refund by the service, which has it.
+                let reported = reply.amount.as_ref();
+                let reported_amount = reported
+                    .and_then(|amount| amount.refund)
+                    .map(|refund_fen| {
+                        wire::amount(
+                            "amount.refund",
+                            Some(refund_fen),
+                            reported.and_then(|amount| amount.currency.as_deref()),
+                        )
+                    })
+                    .transpose()?;
                 Ok(Notification::Refund {
                     refund_id,
                     status: refund_status(None, &reply, refund_status_text)?,
+                    reported_amount,
                 })
             }
             other => Err(AdapterError::Protocol(format!(

@@ -1073,7 +1073,8 @@ fn refund_notification_maps_to_the_refund() {
             refund_id: RefundId::parse(REFUND_ID).unwrap(),
             status: RefundStatus::Succeeded {
                 channel_refund_no: Some("2026112522001400001000000001".to_owned())
-            }
+            },
+            reported_amount: None,
         })
     );
 }

@@ -1275,6 +1275,7 @@ fn payment_and_refund_notifications_map() {
         let Ok(Notification::Refund {
             refund_id: got,
             status,
+            ..
         }) = adapter.verify_notification(&request, NOW_MS)
         else {
             panic!("REFUND.{refund_status} did not map")
