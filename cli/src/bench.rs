@@ -238,6 +238,7 @@ pub async fn wechatpay(seconds: u64, concurrency: usize) -> anyhow::Result<()> {
             }],
             platform_private_key_pem: credentials.platform.private_pkcs8_pem.clone(),
             public_key_id: public_key_id.clone(),
+            signing_mode: simulator::wechatpay::WechatpaySigningMode::PublicKey,
         }),
     })?;
     tokio::spawn(async move {

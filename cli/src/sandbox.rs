@@ -163,6 +163,7 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
             }],
             platform_private_key_pem: w.credentials.platform.private_pkcs8_pem.clone(),
             public_key_id: w.public_key_id.clone(),
+            signing_mode: simulator::wechatpay::WechatpaySigningMode::PublicKey,
         }),
         alipay: alipay.as_ref().map(|a| AlipayMockConfig {
             alipay_private_key_pem: a.platform.private_pkcs8_pem.clone(),

@@ -115,6 +115,7 @@ impl Sim<Wechatpay> {
                     }],
                     platform_private_key_pem: keys::PLATFORM_PRIVATE_PKCS8.to_owned(),
                     public_key_id: PUBLIC_KEY_ID.to_owned(),
+                    signing_mode: simulator::wechatpay::WechatpaySigningMode::PublicKey,
                 }),
                 adapter: Arc::new(adapter),
             },

@@ -20,7 +20,7 @@ use crate::control::SignatureVerdict;
 use crate::faults::{FaultKind, FiredFault};
 
 /// The API names (request-fault targets and `api` in the exchange log).
-pub const APIS: [&str; 9] = [
+pub const APIS: [&str; 12] = [
     "pay.transactions.native",
     "pay.transactions.jsapi",
     "pay.transactions.app",
@@ -30,6 +30,9 @@ pub const APIS: [&str; 9] = [
     "pay.transactions.close",
     "refund.domestic.refunds",
     "refund.domestic.refunds.query",
+    "bill.tradebill",
+    "billdownload.file",
+    "certificates",
 ];
 
 /// Request timestamps further than this from the Clock are refused (notes A1).
@@ -44,6 +47,9 @@ pub(super) enum Route {
     Close(String),
     RefundCreate,
     RefundQuery(String),
+    Certificates,
+    TradeBill,
+    BillDownload,
 }
 
 impl Route {
@@ -74,6 +80,9 @@ impl Route {
             ["v3", "refund", "domestic", "refunds", no] if get && !no.is_empty() => {
                 Route::RefundQuery(wire::percent_decode(no))
             }
+            ["v3", "certificates"] if get => Route::Certificates,
+            ["v3", "bill", "tradebill"] if get => Route::TradeBill,
+            ["v3", "billdownload", "file"] if get => Route::BillDownload,
             _ => return None,
         };
         Some(route)
@@ -90,6 +99,9 @@ impl Route {
             Route::Close(_) => "pay.transactions.close",
             Route::RefundCreate => "refund.domestic.refunds",
             Route::RefundQuery(_) => "refund.domestic.refunds.query",
+            Route::Certificates => "certificates",
+            Route::TradeBill => "bill.tradebill",
+            Route::BillDownload => "billdownload.file",
         }
     }
 }
@@ -103,6 +115,11 @@ pub(super) enum Reply {
     NoContent,
     /// A `{code, message}` error.
     Error(ApiError),
+    /// 200 with a file (bill downloads): sent without signature headers (notes A2).
+    File {
+        bytes: Vec<u8>,
+        content_type: &'static str,
+    },
 }
 
 /// What goes on the wire.
@@ -158,17 +175,32 @@ pub(super) async fn handle(
             )
                 .into_response()
         }
+        Answer::Signed {
+            reply: Reply::File {
+                bytes,
+                content_type,
+            },
+            ..
+        } => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            bytes,
+        )
+            .into_response(),
         Answer::Signed { reply, mode } => {
             let (status, body) = match &reply {
                 Reply::Json(text) => (StatusCode::OK, Some(text.clone())),
-                Reply::NoContent => (StatusCode::NO_CONTENT, None),
+                Reply::NoContent | Reply::File { .. } => (StatusCode::NO_CONTENT, None),
                 Reply::Error(error) => {
                     exchange.code = Some(error.code.clone());
                     (error.status, Some(error.body()))
                 }
             };
             exchange.http_status = status.as_u16();
-            mock.signed_response(status, body, mode)
+            mock.signed_response(status, body, mode, mock.answer_serial(&headers))
         }
     };
     mock.record_exchange(exchange);
@@ -255,6 +287,9 @@ impl WechatpayMock {
             Route::Close(no) => self.close(no, call),
             Route::RefundCreate => self.create_refund(call),
             Route::RefundQuery(no) => self.query_refund(no, call),
+            Route::Certificates => self.certificates(call),
+            Route::TradeBill => self.trade_bill(call),
+            Route::BillDownload => self.bill_download(call),
         };
         match result {
             Ok((reply, out_trade_no)) => (reply, out_trade_no),
@@ -365,6 +400,7 @@ impl WechatpayMock {
         status: StatusCode,
         body: Option<String>,
         mode: SignatureMode,
+        serial: String,
     ) -> Response {
         let bytes = body.clone().unwrap_or_default();
         let (timestamp, nonce, signature) = self.sign_body(bytes.as_bytes(), mode);
@@ -389,7 +425,7 @@ impl WechatpayMock {
             ("wechatpay-nonce", nonce),
             ("wechatpay-signature", signature),
             ("wechatpay-timestamp", timestamp),
-            ("wechatpay-serial", self.public_key_id.clone()),
+            ("wechatpay-serial", serial),
             ("wechatpay-signature-type", auth::SCHEME.to_owned()),
         ] {
             if let Ok(value) = HeaderValue::from_str(&value) {

@@ -6,9 +6,12 @@
 
 mod api;
 mod auth;
+mod bill;
+mod certificates;
 mod notify;
 mod refund;
 mod trade;
+mod wallet;
 mod wire;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,11 +32,14 @@ use crate::{SimulatorError, SimulatorParts};
 
 /// The simulator's own APIv3 primitives, public so golden vectors and tests can pin them.
 pub use auth::{request_message, response_message, seal, Authorization, Sealed, SCHEME};
+/// Which key answers and notifications name (public key, platform certificate, switching).
+pub use certificates::WechatpaySigningMode;
 /// The RFC 3339 Beijing-time format of every WeChat Pay time field.
 pub use wire::format_time;
 
-/// Configuration of the mock WeChat Pay server (public-key mode: responses and
-/// notifications are signed with the platform key and name `public_key_id`).
+/// Configuration of the mock WeChat Pay server. Responses and notifications are always
+/// signed with the platform key; `signing_mode` decides whether they name `public_key_id` or
+/// the platform certificate the mock issues over that key.
 #[derive(Clone)]
 pub struct WechatpayMockConfig {
     /// The merchants it serves.
@@ -43,6 +49,8 @@ pub struct WechatpayMockConfig {
     pub platform_private_key_pem: String,
     /// The WeChat Pay public key id (`PUB_KEY_ID_` + digits), sent as `Wechatpay-Serial`.
     pub public_key_id: String,
+    /// Public key (default), platform certificate, or the switch between them.
+    pub signing_mode: WechatpaySigningMode,
 }
 
 impl std::fmt::Debug for WechatpayMockConfig {
@@ -51,6 +59,7 @@ impl std::fmt::Debug for WechatpayMockConfig {
             .field("merchants", &self.merchants)
             .field("platform_private_key_pem", &"<redacted>")
             .field("public_key_id", &self.public_key_id)
+            .field("signing_mode", &self.signing_mode)
             .finish()
     }
 }
@@ -130,6 +139,8 @@ struct State {
     /// (mchid, out_refund_no) → index into `refunds`.
     by_out_refund_no: HashMap<(String, String), usize>,
     notifications: Vec<notify::Notification>,
+    /// Bill download token → link.
+    bill_links: HashMap<String, bill::BillLink>,
     exchanges: Vec<Exchange>,
     next_sequence: u64,
 }
@@ -153,6 +164,9 @@ pub struct WechatpayMock {
     platform_key: SigningKey,
     forger_key: SigningKey,
     public_key_id: String,
+    signing_mode: WechatpaySigningMode,
+    /// Issued at construction unless the mode is `PublicKey`.
+    platform_certificate: Option<certificates::PlatformCertificate>,
     clock: Arc<dyn Clock>,
     scheduler: Scheduler,
     entropy: Arc<dyn Entropy>,
@@ -170,6 +184,7 @@ impl std::fmt::Debug for WechatpayMock {
         f.debug_struct("WechatpayMock")
             .field("merchants", &self.merchants.keys().collect::<Vec<_>>())
             .field("public_key_id", &self.public_key_id)
+            .field("signing_mode", &self.signing_mode)
             .finish_non_exhaustive()
     }
 }
@@ -198,6 +213,12 @@ impl WechatpayMock {
             "wechatpay platform private key",
         )?;
         let forger_key = SigningKey::parse(FORGER_PRIVATE_KEY_PEM, "built-in forger key")?;
+        let platform_certificate = match config.signing_mode {
+            WechatpaySigningMode::PublicKey => None,
+            WechatpaySigningMode::PlatformCertificate | WechatpaySigningMode::Switching => Some(
+                certificates::issue(&config.platform_private_key_pem, parts.clock.now_ms())?,
+            ),
+        };
         let mut merchants = BTreeMap::new();
         for merchant in &config.merchants {
             let registered = register_merchant(merchant)?;
@@ -216,6 +237,8 @@ impl WechatpayMock {
             platform_key,
             forger_key,
             public_key_id: config.public_key_id,
+            signing_mode: config.signing_mode,
+            platform_certificate,
             clock: Arc::clone(&parts.clock),
             scheduler: parts.scheduler.clone(),
             entropy: Arc::clone(&parts.entropy),
@@ -377,6 +400,7 @@ pub(crate) fn router(mock: Arc<WechatpayMock>) -> Router {
             "/wechatpay/pay/{token}",
             get(trade::pay_page).post(trade::pay_page_action),
         )
+        .route("/wechatpay/wallet/pay", axum::routing::post(wallet::pay))
         .with_state(mock)
 }
 
@@ -388,7 +412,14 @@ impl MockChannel for WechatpayMock {
     fn summary(&self) -> ChannelSummary {
         ChannelSummary {
             name: "wechatpay".into(),
-            protocol: "WeChat Pay APIv3 (WECHATPAY2-SHA256-RSA2048, public-key mode)".into(),
+            protocol: format!(
+                "WeChat Pay APIv3 (WECHATPAY2-SHA256-RSA2048, {})",
+                match self.signing_mode {
+                    WechatpaySigningMode::PublicKey => "public-key mode",
+                    WechatpaySigningMode::PlatformCertificate => "platform-certificate mode",
+                    WechatpaySigningMode::Switching => "switching to the public key",
+                }
+            ),
             endpoint: format!("{}/v3/", self.base_url),
             fault_targets: api::APIS.iter().map(|api| (*api).to_owned()).collect(),
             merchants: self.merchants.keys().cloned().collect(),

@@ -444,7 +444,7 @@ impl WechatpayMock {
                 format!("{}-0", self.entropy.hex(20).to_ascii_uppercase()),
             )
             .header("wechatpay-nonce", outgoing.nonce)
-            .header("wechatpay-serial", self.public_key_id.as_str())
+            .header("wechatpay-serial", self.notification_serial())
             .header("wechatpay-signature", outgoing.signature)
             .header("wechatpay-signature-type", auth::SCHEME)
             .header("wechatpay-timestamp", outgoing.timestamp)

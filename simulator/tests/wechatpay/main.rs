@@ -5,6 +5,9 @@
 // Marks the helpers below as test code for clippy's allow-unwrap-in-tests, as for #[test] fns.
 #![cfg(test)]
 
+mod certificates;
+mod vectors;
+
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -147,6 +150,8 @@ struct Response {
     status: StatusCode,
     headers: HeaderMap,
     text: String,
+    /// The raw body (bill downloads may be gzip).
+    bytes: Vec<u8>,
 }
 
 impl Response {
@@ -211,7 +216,8 @@ impl Harness {
         Response {
             status,
             headers,
-            text: String::from_utf8(body.to_vec()).unwrap(),
+            text: String::from_utf8_lossy(&body).into_owned(),
+            bytes: body.to_vec(),
         }
     }
 
@@ -349,6 +355,7 @@ fn config() -> WechatpayMockConfig {
         }],
         platform_private_key_pem: PLATFORM_PRIVATE.into(),
         public_key_id: PUB_KEY_ID.into(),
+        signing_mode: simulator::wechatpay::WechatpaySigningMode::PublicKey,
     }
 }
 
@@ -1185,3 +1192,5 @@ fn bad_configuration_is_rejected_at_start_up() {
     }
     assert!(!format!("{:?}", config()).contains(APIV3_KEY.trim()));
 }
+
+mod bill_wallet;
