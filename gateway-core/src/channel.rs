@@ -94,6 +94,11 @@ pub enum AdapterError {
     /// closed: the payload is not trusted; the order is settled by a query instead.
     #[error("signature rejected: {0}")]
     Signature(String),
+    /// The answer or notification names a key id / serial this adapter does not hold. The
+    /// service refreshes the channel's keys once ([`ChannelAdapter::build_key_refresh`]) and
+    /// retries; if the key is still unknown it fails closed exactly like `Signature`.
+    #[error("unknown signing key: {0}")]
+    UnknownKey(String),
     /// The channel refused the request with a business error.
     #[error("channel refused: {code}: {message}")]
     Rejected { code: String, message: String },
@@ -189,6 +194,22 @@ pub trait ChannelAdapter: Send + Sync + fmt::Debug {
     /// The channel's acknowledgement dialect: what to answer when the notification was
     /// processed (`accepted`) or must be re-sent.
     fn acknowledge(&self, accepted: bool) -> HttpResponse;
+
+    /// A request that fetches the channel's current verifying keys (WeChat Pay
+    /// `GET /v3/certificates`), or `None` when the channel has no such call. The service sends
+    /// it once when a parse or verification reported [`AdapterError::UnknownKey`].
+    fn build_key_refresh(
+        &self,
+        _context: &AdapterContext,
+    ) -> Option<Result<HttpRequest, AdapterError>> {
+        None
+    }
+
+    /// Verifies the answer to [`ChannelAdapter::build_key_refresh`] and learns the keys it
+    /// carries.
+    fn apply_key_refresh(&self, _response: HttpResponse) -> Result<(), AdapterError> {
+        Err(AdapterError::Protocol("no key refresh".into()))
+    }
 }
 
 /// The configured adapters, one per channel. A channel without an adapter is refused at the

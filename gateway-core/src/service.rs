@@ -481,7 +481,10 @@ impl Gateway {
                     .send(request)
                     .await
                     .map_err(|e| self.adapter_error(e))?;
-                match adapter.parse_create(order, response) {
+                match self
+                    .parse_answer(order.channel, response, |r| adapter.parse_create(order, r))
+                    .await
+                {
                     Ok(created) => created,
                     Err(AdapterError::Rejected { code, message }) => {
                         self.apply_payment(
@@ -520,7 +523,8 @@ impl Gateway {
             },
             AdapterError::Unknown(message)
             | AdapterError::Protocol(message)
-            | AdapterError::Signature(message) => ServiceError::ChannelUnavailable(message),
+            | AdapterError::Signature(message)
+            | AdapterError::UnknownKey(message) => ServiceError::ChannelUnavailable(message),
         }
     }
 
@@ -771,7 +775,7 @@ impl Gateway {
             Some(adapter) => {
                 let request = adapter.build_close(&order, &self.context(order.channel));
                 match self
-                    .exchange(request, |r| adapter.parse_close(&order, r))
+                    .exchange(order.channel, request, |r| adapter.parse_close(&order, r))
                     .await?
                 {
                     PaymentStatus::NotFound => {
@@ -781,7 +785,7 @@ impl Gateway {
                     // The channel would not close: ask what happened (paid in the meantime).
                     PaymentStatus::Pending => {
                         let request = adapter.build_query(&order, &self.context(order.channel));
-                        self.exchange(request, |r| adapter.parse_query(&order, r))
+                        self.exchange(order.channel, request, |r| adapter.parse_query(&order, r))
                             .await?
                     }
                     other => other,
@@ -814,7 +818,7 @@ impl Gateway {
         let adapter = self.adapter(order.channel)?;
         let request = adapter.build_query(&order, &self.context(order.channel));
         let status = self
-            .exchange(request, |r| adapter.parse_query(&order, r))
+            .exchange(order.channel, request, |r| adapter.parse_query(&order, r))
             .await?;
         self.apply_payment(id, status, source).await
     }
@@ -823,8 +827,9 @@ impl Gateway {
     /// the service error it stands for.
     async fn exchange<T>(
         &self,
+        channel: Channel,
         request: Result<determinism::HttpRequest, AdapterError>,
-        parse: impl FnOnce(determinism::HttpResponse) -> Result<T, AdapterError>,
+        parse: impl Fn(determinism::HttpResponse) -> Result<T, AdapterError>,
     ) -> Result<T, ServiceError> {
         let request = request.map_err(|e| self.adapter_error(e))?;
         let response = self
@@ -833,7 +838,55 @@ impl Gateway {
             .send(request)
             .await
             .map_err(|e| self.adapter_error(e))?;
-        parse(response).map_err(|e| self.adapter_error(e))
+        self.parse_answer(channel, response, parse)
+            .await
+            .map_err(|e| self.adapter_error(e))
+    }
+
+    /// Parses an answer; when the adapter does not hold the key it names
+    /// ([`AdapterError::UnknownKey`]), refreshes the channel's keys once and parses the same
+    /// bytes again. Still unknown (or the refresh failed): the error stands (fail closed).
+    async fn parse_answer<T>(
+        &self,
+        channel: Channel,
+        response: determinism::HttpResponse,
+        parse: impl Fn(determinism::HttpResponse) -> Result<T, AdapterError>,
+    ) -> Result<T, AdapterError> {
+        match parse(copy_response(&response)) {
+            Err(AdapterError::UnknownKey(message)) => {
+                if let Err(error) = self.refresh_channel_keys(channel).await {
+                    tracing::warn!(%error, channel = channel.as_str(), "key refresh failed");
+                    return Err(AdapterError::UnknownKey(message));
+                }
+                parse(response)
+            }
+            other => other,
+        }
+    }
+
+    /// Fetches the channel's current verifying keys (WeChat Pay platform certificates) through
+    /// the executor and hands them to the adapter, which verifies and learns them. Called once
+    /// per answer or notification that names an unknown key.
+    pub async fn refresh_channel_keys(&self, channel: Channel) -> Result<(), ServiceError> {
+        let adapter = self.adapter(channel)?;
+        let Some(request) = adapter.build_key_refresh(&self.context(channel)) else {
+            return Err(ServiceError::ChannelUnavailable(format!(
+                "channel {} has no key refresh",
+                channel.as_str()
+            )));
+        };
+        let request = request.map_err(|e| self.adapter_error(e))?;
+        let response = self
+            .inner
+            .executor
+            .send(request)
+            .await
+            .map_err(|e| self.adapter_error(e))?;
+        adapter
+            .apply_key_refresh(response)
+            .map_err(|e| self.adapter_error(e))?;
+        tracing::info!(channel = channel.as_str(), "channel keys refreshed");
+        Ok(())
     }
 
     // ------------------------------------------------------------------ refunds
@@ -937,11 +990,13 @@ impl Gateway {
         let request = adapter.build_refund(order, refund, &self.context(order.channel));
         // A refund the channel refuses outright has failed; its reservation is released.
         let status = self
-            .exchange(request, |r| match adapter.parse_refund(order, refund, r) {
-                Err(AdapterError::Rejected { code, message }) => Ok(RefundStatus::Failed {
-                    reason: format!("{code}: {message}"),
-                }),
-                other => other,
+            .exchange(order.channel, request, |r| {
+                match adapter.parse_refund(order, refund, r) {
+                    Err(AdapterError::Rejected { code, message }) => Ok(RefundStatus::Failed {
+                        reason: format!("{code}: {message}"),
+                    }),
+                    other => other,
+                }
             })
             .await?;
         self.apply_refund(&refund.id, status, "refund").await
@@ -954,7 +1009,9 @@ impl Gateway {
         let adapter = self.adapter(order.channel)?;
         let request = adapter.build_refund_query(&order, &refund, &self.context(order.channel));
         let status = self
-            .exchange(request, |r| adapter.parse_refund_query(&order, &refund, r))
+            .exchange(order.channel, request, |r| {
+                adapter.parse_refund_query(&order, &refund, r)
+            })
             .await?;
         self.apply_refund(id, status, source).await
     }
@@ -1275,6 +1332,16 @@ fn replay<T>(
         Some((status, body)) => Ok(Idempotent::Replay { status, body }),
         None => Err(ServiceError::IdempotencyInProgress),
     }
+}
+
+/// A copy of an answer (status, version, headers, body; the body is shared, not copied), so
+/// the same bytes can be parsed again after a key refresh.
+fn copy_response(response: &determinism::HttpResponse) -> determinism::HttpResponse {
+    let mut copy = http::Response::new(response.body().clone());
+    *copy.status_mut() = response.status();
+    *copy.version_mut() = response.version();
+    *copy.headers_mut() = response.headers().clone();
+    copy
 }
 
 fn unexpected(outcome: CommitOutcome) -> ServiceError {

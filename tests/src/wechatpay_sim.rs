@@ -16,6 +16,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use base64::Engine as _;
 use gateway_core::channels::wechatpay::{WechatpayAdapter, WechatpayConfig};
 use serde_json::Value;
+pub use simulator::wechatpay::WechatpaySigningMode;
 use simulator::wechatpay::{WechatpayMerchant, WechatpayMockConfig};
 
 pub use crate::sim::{Delivery, Options, Reply, GATEWAY_URL, T0};
@@ -61,6 +62,25 @@ pub mod keys {
     ));
 }
 
+/// How the mock signs and what the adapter is configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// The mock's signer mode (`Wechatpay-Serial` of answers and notifications).
+    pub signing_mode: WechatpaySigningMode,
+    /// Whether the adapter is configured with the WeChat Pay public key and its id; without,
+    /// it learns platform certificates from `GET /v3/certificates`.
+    pub adapter_public_key: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            signing_mode: WechatpaySigningMode::PublicKey,
+            adapter_public_key: true,
+        }
+    }
+}
+
 /// The WeChat Pay channel of a [`Sim`].
 #[derive(Debug, Clone, Copy)]
 pub struct Wechatpay;
@@ -89,14 +109,25 @@ impl Sim<Wechatpay> {
     }
 
     pub async fn build(options: Options) -> anyhow::Result<WechatpaySim> {
+        WechatpaySim::build_with(options, Setup::default()).await
+    }
+
+    /// A simulation with the mock in another signer mode and/or the adapter without the
+    /// public key.
+    pub async fn build_with(options: Options, setup: Setup) -> anyhow::Result<WechatpaySim> {
+        let (platform_public_key_pem, platform_public_key_id) = if setup.adapter_public_key {
+            (keys::PLATFORM_PUBLIC.to_owned(), PUBLIC_KEY_ID.to_owned())
+        } else {
+            (String::new(), String::new())
+        };
         let adapter = WechatpayAdapter::new(WechatpayConfig {
             mchid: MCHID.to_owned(),
             appid: APPID.to_owned(),
             merchant_serial_no: MERCHANT_SERIAL_NO.to_owned(),
             merchant_private_key_pem: keys::MERCHANT_PRIVATE_PKCS8.to_owned(),
             apiv3_key: keys::APIV3_KEY.trim().to_owned(),
-            platform_public_key_pem: keys::PLATFORM_PUBLIC.to_owned(),
-            platform_public_key_id: PUBLIC_KEY_ID.to_owned(),
+            platform_public_key_pem,
+            platform_public_key_id,
             base_url: WECHATPAY_URL.to_owned(),
         })
         .map_err(|error| anyhow!("wechatpay adapter: {error}"))?;
@@ -115,7 +146,7 @@ impl Sim<Wechatpay> {
                     }],
                     platform_private_key_pem: keys::PLATFORM_PRIVATE_PKCS8.to_owned(),
                     public_key_id: PUBLIC_KEY_ID.to_owned(),
-                    signing_mode: simulator::wechatpay::WechatpaySigningMode::PublicKey,
+                    signing_mode: setup.signing_mode,
                 }),
                 adapter: Arc::new(adapter),
             },

@@ -20,7 +20,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::channel::Notification;
+use crate::channel::{AdapterError, Notification};
 use crate::ids::{sandbox_merchant, MerchantId, OrderId, RefundId};
 use crate::ledger::{self, AccountBalance};
 use crate::model::{EntityKind, MethodParams, Order, Refund, RefundKind, Transition};
@@ -881,7 +881,21 @@ async fn notify(
         }
     };
     let request = Request::from_parts(parts, bytes);
-    let outcome = match adapter.verify_notification(&request, gateway.now_ms()) {
+    let verified = match adapter.verify_notification(&request, gateway.now_ms()) {
+        // Signed under a key this gateway does not hold yet: refresh the channel's keys once
+        // and verify the same bytes again.
+        Err(AdapterError::UnknownKey(message)) => {
+            match gateway.refresh_channel_keys(channel).await {
+                Ok(()) => adapter.verify_notification(&request, gateway.now_ms()),
+                Err(error) => {
+                    tracing::warn!(%error, channel = channel.as_str(), "key refresh failed");
+                    Err(AdapterError::UnknownKey(message))
+                }
+            }
+        }
+        other => other,
+    };
+    let outcome = match verified {
         Err(error) => {
             // Fail closed: the payload is not trusted. The scheduler's query settles the order.
             tracing::warn!(%error, channel = channel.as_str(), "notification rejected");

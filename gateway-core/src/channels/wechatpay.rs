@@ -20,10 +20,20 @@
 //!
 //! Every request carries `Authorization: WECHATPAY2-SHA256-RSA2048 …` signed with the merchant
 //! key over `METHOD\nPATH?QUERY\nTIMESTAMP\nNONCE\nBODY\n`. Every answer — 204 included — is
-//! trusted only after its `Wechatpay-*` headers verify with the WeChat Pay public key
-//! (`sign::verify_signed_headers`); 5xx and 429 are `Unknown` before that (nothing they say
-//! is acted upon), anything else unsigned or badly signed is `Signature` and the order is
+//! trusted only after its `Wechatpay-*` headers verify with the key its `Wechatpay-Serial`
+//! names (`sign::verify_signed_headers`); 5xx and 429 are `Unknown` before that (nothing they
+//! say is acted upon), anything else unsigned or badly signed is `Signature` and the order is
 //! settled by a later query (architecture invariant 9).
+//!
+//! Verifying keys: a serial → key map. It starts with the configured WeChat Pay public key
+//! (`PUB_KEY_ID_…`, public-key mode) when there is one; platform certificates are learnt from
+//! the channel. An answer or notification under a serial not in the map is `UnknownKey`: the
+//! service then calls `build_key_refresh` (`GET /v3/certificates?algorithm_type=RSA`, signed
+//! like any request) once, hands the answer to `apply_key_refresh` — which opens each
+//! `encrypt_certificate` with the APIv3 key, reads the certificate's serial and SPKI, checks
+//! the answer's own signature under the certificate it names and only then adds every
+//! certificate by its upper-case hex serial — and verifies the same bytes again. This covers
+//! platform-certificate mode, the switch to the public key, and certificate rotation.
 //!
 //! Answer mapping (verified answers):
 //!
@@ -50,15 +60,15 @@
 //! `REFUND.SUCCESS/ABNORMAL/CLOSED` becomes `Refund{Succeeded/Abnormal/Failed}`. Anything
 //! else is refused, and WeChat resends.
 //!
-//! Out of scope for now: platform-certificate mode (`GET /v3/certificates`, AES-encrypted
-//! certificates, serial rotation) — only the WeChat Pay public key is held, so an answer
-//! signed under another serial is refused; payment-code (付款码) payments; partner (服务商)
-//! mode.
+//! Out of scope for now: SM2 platform certificates; chain-checking platform certificates
+//! against Tenpay's CA; payment-code (付款码) payments; partner (服务商) mode.
 
 mod sign;
 mod wire;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
 use determinism::{HttpRequest, HttpResponse, UnixMillis};
@@ -93,10 +103,12 @@ pub struct WechatpayConfig {
     pub merchant_private_key_pem: String,
     /// The APIv3 key: 32 bytes, opens notification resources.
     pub apiv3_key: String,
-    /// The WeChat Pay public key (SubjectPublicKeyInfo PEM), which verifies answers and
-    /// notifications.
+    /// The WeChat Pay public key (SubjectPublicKeyInfo PEM) of public-key mode, which
+    /// verifies answers and notifications signed under its id. Empty (with an empty id) when
+    /// the merchant is in platform-certificate mode: certificates are then fetched from
+    /// `GET /v3/certificates` when an answer names one.
     pub platform_public_key_pem: String,
-    /// Its id (`PUB_KEY_ID_…`): sent as `Wechatpay-Serial`, required in every answer.
+    /// Its id (`PUB_KEY_ID_…`): sent as `Wechatpay-Serial`. Empty with an empty key.
     pub platform_public_key_id: String,
     /// Scheme, host and port (and an optional path prefix), e.g. `http://127.0.0.1:8081`;
     /// the `/v3/…` paths are appended.
@@ -124,11 +136,13 @@ pub struct WechatpayAdapter {
     mchid: String,
     appid: String,
     merchant_serial_no: String,
+    /// Empty when no public key is configured (platform-certificate mode).
     platform_public_key_id: String,
     /// Without a trailing `/`.
     base_url: String,
     merchant_key: MerchantPrivateKey,
-    platform_key: PlatformPublicKey,
+    /// Verifying keys by `Wechatpay-Serial`: the public key id, then learnt certificates.
+    verifying_keys: RwLock<BTreeMap<String, PlatformPublicKey>>,
     apiv3_key: ApiV3Key,
     clock: ReferenceClock,
 }
@@ -233,11 +247,32 @@ impl WechatpayAdapter {
         check_setting("merchant_serial_no", &config.merchant_serial_no, |b| {
             b.is_ascii_hexdigit()
         })?;
-        check_setting(
-            "platform_public_key_id",
-            &config.platform_public_key_id,
-            |b| b.is_ascii_alphanumeric() || b == b'_',
-        )?;
+        let mut verifying_keys = BTreeMap::new();
+        match (
+            config.platform_public_key_id.is_empty(),
+            config.platform_public_key_pem.trim().is_empty(),
+        ) {
+            // Platform-certificate mode: every key comes from GET /v3/certificates.
+            (true, true) => {}
+            (false, false) => {
+                check_setting(
+                    "platform_public_key_id",
+                    &config.platform_public_key_id,
+                    |b| b.is_ascii_alphanumeric() || b == b'_',
+                )?;
+                verifying_keys.insert(
+                    config.platform_public_key_id.clone(),
+                    PlatformPublicKey::parse(&config.platform_public_key_pem)?,
+                );
+            }
+            _ => {
+                return Err(AdapterError::Invalid(
+                    "wechatpay platform_public_key_pem and platform_public_key_id go together \
+                     (both empty: platform-certificate mode)"
+                        .into(),
+                ))
+            }
+        }
         let base_url = config.base_url.trim_end_matches('/').to_owned();
         let uri: Uri = base_url.parse().map_err(|error| {
             AdapterError::Invalid(format!("wechatpay base_url {:?}: {error}", config.base_url))
@@ -253,7 +288,7 @@ impl WechatpayAdapter {
         }
         Ok(WechatpayAdapter {
             merchant_key: MerchantPrivateKey::parse(&config.merchant_private_key_pem)?,
-            platform_key: PlatformPublicKey::parse(&config.platform_public_key_pem)?,
+            verifying_keys: RwLock::new(verifying_keys),
             apiv3_key: ApiV3Key::parse(&config.apiv3_key)?,
             mchid: config.mchid,
             appid: config.appid,
@@ -300,15 +335,19 @@ impl WechatpayAdapter {
             &timestamp,
             &self.merchant_serial_no,
         );
-        http::Request::builder()
+        let mut builder = http::Request::builder()
             .method(method)
             .uri(uri)
             .header(AUTHORIZATION, authorization)
             .header(ACCEPT, "application/json")
             .header(USER_AGENT, USER_AGENT_VALUE)
-            .header(CONTENT_TYPE, "application/json")
-            // Public-key mode: tells WeChat Pay which key the gateway verifies with.
-            .header("Wechatpay-Serial", self.platform_public_key_id.as_str())
+            .header(CONTENT_TYPE, "application/json");
+        // Tells WeChat Pay which key the gateway verifies with: the public key when configured
+        // (during a switch, answers are then signed with it), else a known certificate.
+        if let Some(serial) = self.preferred_serial()? {
+            builder = builder.header("Wechatpay-Serial", serial);
+        }
+        builder
             .body(Bytes::from(body))
             .map_err(|error| AdapterError::Invalid(format!("wechatpay request: {error}")))
     }
@@ -355,13 +394,8 @@ impl WechatpayAdapter {
             AdapterError::Signature("no reference time to check the answer's timestamp".into())
         })?;
         let (parts, body) = response.into_parts();
-        let signed_by = sign::verify_signed_headers(
-            &parts.headers,
-            &body,
-            now_ms,
-            &self.platform_public_key_id,
-            &self.platform_key,
-        )?;
+        let signed_by =
+            sign::verify_signed_headers(&parts.headers, &body, now_ms, &[&*self.keys()?])?;
         if status.is_success() && status != StatusCode::ACCEPTED {
             return Ok(Reply::Success { body, signed_by });
         }
@@ -385,6 +419,85 @@ impl WechatpayAdapter {
             code,
             message,
         })
+    }
+
+    /// The verifying keys, read-locked.
+    fn keys(
+        &self,
+    ) -> Result<RwLockReadGuard<'_, BTreeMap<String, PlatformPublicKey>>, AdapterError> {
+        self.verifying_keys
+            .read()
+            .map_err(|_| AdapterError::Protocol("wechatpay key store is poisoned".into()))
+    }
+
+    /// The `Wechatpay-Serial` a request names: the public key id, else a known certificate
+    /// serial, else none.
+    fn preferred_serial(&self) -> Result<Option<String>, AdapterError> {
+        if !self.platform_public_key_id.is_empty() {
+            return Ok(Some(self.platform_public_key_id.clone()));
+        }
+        Ok(self.keys()?.keys().next_back().cloned())
+    }
+
+    /// Opens, checks and learns the certificates of a `GET /v3/certificates` answer (see the
+    /// module documentation).
+    fn learn_certificates(&self, response: HttpResponse) -> Result<(), AdapterError> {
+        let status = response.status();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(AdapterError::Unknown(format!(
+                "certificates answered HTTP {status}"
+            )));
+        }
+        if status != StatusCode::OK {
+            return Err(AdapterError::Protocol(format!(
+                "certificates answered HTTP {status}"
+            )));
+        }
+        let now_ms = self.clock.now_ms().ok_or_else(|| {
+            AdapterError::Signature("no reference time to check the answer's timestamp".into())
+        })?;
+        let (parts, body) = response.into_parts();
+        let answer: wire::Certificates = serde_json::from_slice(&body)
+            .map_err(|error| AdapterError::Protocol(format!("certificates: {error}")))?;
+        let mut learnt = BTreeMap::new();
+        for entry in &answer.data {
+            let sealed = &entry.encrypt_certificate;
+            if sealed.algorithm != "AEAD_AES_256_GCM" {
+                return Err(AdapterError::Signature(format!(
+                    "certificate {} algorithm {:?} is not AEAD_AES_256_GCM",
+                    entry.serial_no, sealed.algorithm
+                )));
+            }
+            let pem = self.apiv3_key.decrypt(
+                &sealed.nonce,
+                sealed.associated_data.as_deref().unwrap_or_default(),
+                &sealed.ciphertext,
+            )?;
+            let certificate = sign::parse_certificate(&pem)?;
+            if !certificate
+                .serial_no
+                .eq_ignore_ascii_case(entry.serial_no.trim_start_matches('0'))
+            {
+                return Err(AdapterError::Protocol(format!(
+                    "certificate listed as {:?} has serial {}",
+                    entry.serial_no, certificate.serial_no
+                )));
+            }
+            // An expired certificate verifies nothing.
+            if certificate.not_after_s.saturating_mul(1000) < now_ms {
+                continue;
+            }
+            learnt.insert(certificate.serial_no, certificate.key);
+        }
+        // The answer is signed under one of the certificates it carries (or, in public-key
+        // mode, under a key already held).
+        sign::verify_signed_headers(&parts.headers, &body, now_ms, &[&learnt, &*self.keys()?])?;
+        let mut keys = self
+            .verifying_keys
+            .write()
+            .map_err(|_| AdapterError::Protocol("wechatpay key store is poisoned".into()))?;
+        keys.extend(learnt);
+        Ok(())
     }
 
     /// The verified transaction must be this merchant's and this order's.
@@ -987,8 +1100,8 @@ impl ChannelAdapter for WechatpayAdapter {
         self.parse_refund_reply(Api::RefundQuery, order, refund, response)
     }
 
-    /// A WeChat Pay notification: headers verified exactly like an answer (public key id,
-    /// ±5 minutes, no signature test, RSA over `TIMESTAMP\nNONCE\nBODY\n`), then the
+    /// A WeChat Pay notification: headers verified exactly like an answer (a known key id or
+    /// certificate serial, else `UnknownKey`; ±5 minutes, no signature test, RSA over `TIMESTAMP\nNONCE\nBODY\n`), then the
     /// resource opened with the APIv3 key, then the merchant checked. Any failure refuses
     /// the notification and WeChat resends it.
     fn verify_notification(
@@ -997,13 +1110,7 @@ impl ChannelAdapter for WechatpayAdapter {
         now_ms: UnixMillis,
     ) -> Result<Notification, AdapterError> {
         self.clock.observe(now_ms);
-        sign::verify_signed_headers(
-            request.headers(),
-            request.body(),
-            now_ms,
-            &self.platform_public_key_id,
-            &self.platform_key,
-        )?;
+        sign::verify_signed_headers(request.headers(), request.body(), now_ms, &[&*self.keys()?])?;
         let notify: wire::Notify = serde_json::from_slice(request.body())
             .map_err(|error| AdapterError::Protocol(format!("notification: {error}")))?;
         if let Some(resource_type) = notify.resource_type.as_deref() {
@@ -1135,6 +1242,18 @@ impl ChannelAdapter for WechatpayAdapter {
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
         response
+    }
+
+    /// `GET /v3/certificates?algorithm_type=RSA`, signed like every request.
+    fn build_key_refresh(
+        &self,
+        context: &AdapterContext,
+    ) -> Option<Result<HttpRequest, AdapterError>> {
+        Some(self.get("/v3/certificates?algorithm_type=RSA", context))
+    }
+
+    fn apply_key_refresh(&self, response: HttpResponse) -> Result<(), AdapterError> {
+        self.learn_certificates(response)
     }
 }
 

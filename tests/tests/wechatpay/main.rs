@@ -8,6 +8,8 @@
 // `cfg(test)` is always on here; it marks the modules as test code so clippy.toml's
 // allow-unwrap/expect/panic/indexing-in-tests covers their helpers too.
 #[cfg(test)]
+mod certificates;
+#[cfg(test)]
 mod close;
 #[cfg(test)]
 mod determinism;

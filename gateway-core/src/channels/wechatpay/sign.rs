@@ -1,12 +1,14 @@
 //! WeChat Pay APIv3 cryptography: the merchant key that signs requests and client-side pay
-//! parameters (SHA256withRSA, PKCS#1 v1.5, base64), the WeChat Pay public key that verifies
-//! responses and notifications, the APIv3 key that opens `AEAD_AES_256_GCM` resources, and
+//! parameters (SHA256withRSA, PKCS#1 v1.5, base64), the WeChat Pay public key and platform
+//! certificates that verify responses and notifications, the APIv3 key that opens `AEAD_AES_256_GCM` resources, and
 //! the canonical messages both directions sign.
 //!
 //! Keys are decoded from PEM with the `rsa` crate's PEM decoder; every key operation runs on
 //! aws-lc-rs (constant time, see the design note §8). Verification is a chain of small pure
 //! steps that fail closed (architecture invariant 9): read the headers, check the key id, the
 //! clock window and the signature-test marker, build the message, verify.
+
+use std::collections::BTreeMap;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::SystemRandom;
@@ -85,7 +87,8 @@ impl MerchantPrivateKey {
     }
 }
 
-/// The WeChat Pay public key (public-key mode, `PUB_KEY_ID_…`).
+/// A verifying key: the WeChat Pay public key (public-key mode, `PUB_KEY_ID_…`) or a platform
+/// certificate's key.
 pub(super) struct PlatformPublicKey(ParsedPublicKey);
 
 impl std::fmt::Debug for PlatformPublicKey {
@@ -108,6 +111,15 @@ impl PlatformPublicKey {
         ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
             .map(PlatformPublicKey)
             .map_err(|rejected| invalid(&rejected.to_string()))
+    }
+
+    /// The key of a platform certificate: its SubjectPublicKeyInfo DER.
+    pub(super) fn from_spki_der(der: &[u8]) -> Result<Self, AdapterError> {
+        ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+            .map(PlatformPublicKey)
+            .map_err(|rejected| {
+                AdapterError::Protocol(format!("platform certificate key: {rejected}"))
+            })
     }
 
     /// Verifies a base64 SHA256withRSA signature over `message`.
@@ -240,19 +252,18 @@ pub(super) struct SignedBy {
 ///
 /// 1. every header present exactly once (a repeated header would make "what was signed"
 ///    ambiguous); `Wechatpay-Signature-Type`, when sent, names the RSA scheme;
-/// 2. `Wechatpay-Serial` is the configured WeChat Pay public key id. Another serial means
-///    WeChat signed with a key this gateway does not hold (a platform certificate, or a
-///    rotated public key). Fetching platform certificates (`GET /v3/certificates`) is out of
-///    scope for now, so such an answer is refused; the operator installs the new key;
+/// 2. `Wechatpay-Serial` names a key held in one of `keys` (the configured public key id or
+///    a platform-certificate serial; certificate serials are compared upper-case). Another
+///    serial is [`AdapterError::UnknownKey`]: the service refreshes the certificates once
+///    and retries, then fails closed;
 /// 3. `Wechatpay-Timestamp` within ±5 minutes of `now_ms`;
 /// 4. a `WECHATPAY/SIGNTEST/` signature is refused outright (it is meant to fail);
-/// 5. the RSA signature verifies with the WeChat Pay public key.
+/// 5. the RSA signature verifies with that key.
 pub(super) fn verify_signed_headers(
     headers: &HeaderMap,
     body: &[u8],
     now_ms: UnixMillis,
-    expected_serial: &str,
-    key: &PlatformPublicKey,
+    keys: &[&BTreeMap<String, PlatformPublicKey>],
 ) -> Result<SignedBy, AdapterError> {
     if let Some(signature_type) = optional_header(headers, HEADER_SIGNATURE_TYPE)? {
         if signature_type != SCHEME {
@@ -262,12 +273,16 @@ pub(super) fn verify_signed_headers(
         }
     }
     let serial = required_header(headers, HEADER_SERIAL)?;
-    if serial != expected_serial {
-        return Err(AdapterError::Signature(format!(
-            "signed with key {serial:?}, not the configured WeChat Pay public key \
-             {expected_serial:?} (certificate download is not supported: install the key)"
-        )));
-    }
+    let upper = serial.to_ascii_uppercase();
+    let key = keys
+        .iter()
+        .find_map(|keys| keys.get(serial).or_else(|| keys.get(&upper)))
+        .ok_or_else(|| {
+            AdapterError::UnknownKey(format!(
+                "signed with key {serial:?}, which is neither the configured WeChat Pay public \
+                 key nor a known platform certificate"
+            ))
+        })?;
     let timestamp = required_header(headers, HEADER_TIMESTAMP)?;
     check_freshness(timestamp, now_ms)?;
     let nonce = required_header(headers, HEADER_NONCE)?;
@@ -282,6 +297,39 @@ pub(super) fn verify_signed_headers(
     Ok(SignedBy {
         timestamp: timestamp.to_owned(),
         nonce: nonce.to_owned(),
+    })
+}
+
+/// A platform certificate opened from `GET /v3/certificates`.
+pub(super) struct PlatformCertificate {
+    /// Upper-case hex of the certificate's serial number, without leading zero bytes.
+    pub serial_no: String,
+    pub key: PlatformPublicKey,
+    /// `notAfter`, Unix seconds.
+    pub not_after_s: i64,
+}
+
+/// Parses a PEM certificate: its serial, its SubjectPublicKeyInfo as a verifying key and its
+/// expiry. The chain to Tenpay's CA is not checked: the certificate arrived encrypted under
+/// the APIv3 key (only WeChat Pay and the merchant hold it), and the answer carrying it must
+/// verify under it.
+pub(super) fn parse_certificate(pem_bytes: &[u8]) -> Result<PlatformCertificate, AdapterError> {
+    let bad = |why: String| AdapterError::Protocol(format!("platform certificate: {why}"));
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_bytes).map_err(|e| bad(e.to_string()))?;
+    let certificate = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
+    let raw_serial = certificate.raw_serial();
+    let significant = raw_serial
+        .iter()
+        .position(|byte| *byte != 0)
+        .and_then(|start| raw_serial.get(start..))
+        .unwrap_or_default();
+    if significant.is_empty() {
+        return Err(bad("no serial number".into()));
+    }
+    Ok(PlatformCertificate {
+        serial_no: hex::encode_upper(significant),
+        key: PlatformPublicKey::from_spki_der(certificate.public_key().raw)?,
+        not_after_s: certificate.validity().not_after.timestamp(),
     })
 }
 

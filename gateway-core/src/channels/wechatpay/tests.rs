@@ -578,11 +578,24 @@ fn tampered_signtest_foreign_stale_and_unsigned_answers_fail_closed() {
         serial: "PUB_KEY_ID_0119000000012025112500000000000002",
         ..Signing::good()
     };
-    // A platform-certificate serial: certificate download is out of scope, so refused.
+    // A platform-certificate serial the adapter has not learnt: the service refreshes the
+    // certificates once on `UnknownKey`, then fails closed.
     let certificate_serial = Signing {
         serial: "7132D72A03E93CDDF8C03BBD1F37EEDF204F7A12",
         ..Signing::good()
     };
+    for (name, signing) in [
+        ("unknown serial", unknown_serial),
+        ("certificate serial", certificate_serial),
+    ] {
+        assert!(
+            matches!(
+                query(signing.answer(200, &body)),
+                Err(AdapterError::UnknownKey(_))
+            ),
+            "{name} is an unknown key"
+        );
+    }
     let stale = Signing {
         timestamp_s: NOW_S - 300,
         ..Signing::good()
@@ -605,8 +618,6 @@ fn tampered_signtest_foreign_stale_and_unsigned_answers_fail_closed() {
     };
     for (name, signing) in [
         ("signtest", signtest),
-        ("unknown serial", unknown_serial),
-        ("certificate serial", certificate_serial),
         ("stale", stale),
         ("future", future),
         ("foreign key", foreign_key),
@@ -1351,10 +1362,15 @@ fn bad_notifications_are_rejected() {
         timestamp_s: NOW_S - 3600,
         ..Signing::good()
     };
-    for signing in [signtest, unknown_serial, stale] {
+    for signing in [signtest, stale] {
         let request = notify_request(signing.headers(GOLDEN_NOTIFY_BODY), GOLDEN_NOTIFY_BODY);
         assert!(matches!(reject(request), AdapterError::Signature(_)));
     }
+    let request = notify_request(
+        unknown_serial.headers(GOLDEN_NOTIFY_BODY),
+        GOLDEN_NOTIFY_BODY,
+    );
+    assert!(matches!(reject(request), AdapterError::UnknownKey(_)));
     assert!(matches!(
         reject(notify_request(Vec::new(), GOLDEN_NOTIFY_BODY)),
         AdapterError::Signature(_)
@@ -1632,5 +1648,255 @@ mod vectors {
         let mut altered = request.clone();
         *altered.body_mut() = Bytes::from(text(&vector, "body").replace("EV-2026", "EV-2027"));
         assert!(is_signature(adapter.verify_notification(&altered, NOW_MS)));
+    }
+}
+
+// ---------------------------------------------------------------- platform certificates
+
+/// The serial of the test platform certificate (40 upper-case hex digits, no leading zero).
+const CERT_SERIAL: &str = "7132D72A03E93CDDF8C03BBD1F37EEDF204F7A12";
+const CERT_NONCE: &str = "c3rtN0nce123";
+
+/// A self-signed certificate over `private_pem` with the serial `serial`, valid in
+/// `from..until` (years), issued here with rcgen (independently of the adapter's parser).
+fn certificate_pem(private_pem: &str, serial: &str, from: i32, until: i32) -> String {
+    let key = rcgen::KeyPair::from_pem(private_pem).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(
+        rcgen::DnType::CommonName,
+        "paysim test platform certificate",
+    );
+    params.distinguished_name = name;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(
+        &hex::decode(serial).unwrap(),
+    ));
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    params.self_signed(&key).unwrap().pem()
+}
+
+/// A `GET /v3/certificates` body: each `(serial_no, pem)` sealed with the APIv3 key.
+fn certificates_body(entries: &[(&str, &str)]) -> String {
+    let data: Vec<Value> = entries
+        .iter()
+        .map(|(serial, pem)| {
+            serde_json::json!({
+                "serial_no": serial,
+                "effective_time": "2025-01-01T08:00:00+08:00",
+                "expire_time": "2031-01-01T08:00:00+08:00",
+                "encrypt_certificate": {
+                    "algorithm": "AEAD_AES_256_GCM",
+                    "nonce": CERT_NONCE,
+                    "associated_data": "certificate",
+                    "ciphertext": seal(APIV3_KEY, CERT_NONCE, "certificate", pem),
+                }
+            })
+        })
+        .collect();
+    serde_json::json!({ "data": data }).to_string()
+}
+
+fn platform_certificate() -> String {
+    certificate_pem(PLATFORM_PRIVATE, CERT_SERIAL, 2025, 2031)
+}
+
+fn under_certificate() -> Signing {
+    Signing {
+        serial: CERT_SERIAL,
+        ..Signing::good()
+    }
+}
+
+/// An adapter configured without a public key (platform-certificate mode), at `NOW_MS`.
+fn certificate_mode_adapter() -> WechatpayAdapter {
+    let adapter = WechatpayAdapter::new(WechatpayConfig {
+        platform_public_key_pem: String::new(),
+        platform_public_key_id: String::new(),
+        ..config()
+    })
+    .unwrap();
+    adapter.clock.observe(NOW_MS);
+    adapter
+}
+
+#[test]
+fn key_refresh_is_a_signed_certificates_get() {
+    let request = adapter().build_key_refresh(&context()).unwrap().unwrap();
+    let body = verify_like_wechatpay(&request, "GET", "/v3/certificates?algorithm_type=RSA");
+    assert_eq!(body, Value::Null);
+}
+
+#[test]
+fn certificates_are_opened_checked_and_learnt() {
+    let adapter = certificate_mode_adapter();
+    // No key at all yet: the request names none, and a certificate-signed answer is unknown.
+    let request = adapter
+        .build_query(&order(PaymentMethod::Qr), &context())
+        .unwrap();
+    assert!(request.headers().get("wechatpay-serial").is_none());
+    let body = query_body("SUCCESS");
+    let answer = || under_certificate().answer(200, &body);
+    let parse =
+        |adapter: &WechatpayAdapter| adapter.parse_query(&order(PaymentMethod::Qr), answer());
+    assert!(matches!(parse(&adapter), Err(AdapterError::UnknownKey(_))));
+
+    // The certificates answer, signed under the certificate it carries.
+    let certificates = certificates_body(&[(CERT_SERIAL, &platform_certificate())]);
+    adapter
+        .apply_key_refresh(under_certificate().answer(200, &certificates))
+        .unwrap();
+    assert_eq!(parse(&adapter), Ok(paid()));
+    // Serials compare case-insensitively (upper-case is the stored form).
+    let lower = Signing {
+        serial: "7132d72a03e93cddf8c03bbd1f37eedf204f7a12",
+        ..Signing::good()
+    };
+    assert_eq!(
+        adapter.parse_query(&order(PaymentMethod::Qr), lower.answer(200, &body)),
+        Ok(paid())
+    );
+    // Requests now name the certificate; notifications under it verify.
+    let request = adapter
+        .build_query(&order(PaymentMethod::Qr), &context())
+        .unwrap();
+    assert_eq!(request.headers()["wechatpay-serial"], CERT_SERIAL);
+    let notification = notification_with(
+        &under_certificate(),
+        APIV3_KEY,
+        "TRANSACTION.SUCCESS",
+        "transaction",
+        &transaction_plaintext(),
+    );
+    assert!(adapter.verify_notification(&notification, NOW_MS).is_ok());
+    // Another serial is still unknown.
+    let other = Signing {
+        serial: "7132D72A03E93CDDF8C03BBD1F37EEDF204F7A13",
+        ..Signing::good()
+    };
+    assert!(matches!(
+        adapter.parse_query(&order(PaymentMethod::Qr), other.answer(200, &body)),
+        Err(AdapterError::UnknownKey(_))
+    ));
+}
+
+#[test]
+fn bad_certificates_answers_teach_nothing() {
+    let certificate = platform_certificate();
+    let good_body = certificates_body(&[(CERT_SERIAL, &certificate)]);
+    let learns_nothing = |response: HttpResponse| {
+        let adapter = certificate_mode_adapter();
+        let result = adapter.apply_key_refresh(response);
+        assert!(matches!(
+            adapter.parse_query(
+                &order(PaymentMethod::Qr),
+                under_certificate().answer(200, &query_body("SUCCESS"))
+            ),
+            Err(AdapterError::UnknownKey(_))
+        ));
+        result
+    };
+    // Signed under a serial it does not carry.
+    let elsewhere = Signing {
+        serial: "7132D72A03E93CDDF8C03BBD1F37EEDF204F7A13",
+        ..Signing::good()
+    };
+    assert!(matches!(
+        learns_nothing(elsewhere.answer(200, &good_body)),
+        Err(AdapterError::UnknownKey(_))
+    ));
+    // Signed by another key under the certificate's serial.
+    let forged = Signing {
+        private_pem: MERCHANT_PRIVATE,
+        ..under_certificate()
+    };
+    assert!(matches!(
+        learns_nothing(forged.answer(200, &good_body)),
+        Err(AdapterError::Signature(_))
+    ));
+    // Sealed with another APIv3 key: the certificate does not open.
+    let sealed_elsewhere = good_body.replace(
+        &seal(APIV3_KEY, CERT_NONCE, "certificate", &certificate),
+        &seal(
+            "ffffffffffffffffffffffffffffffff",
+            CERT_NONCE,
+            "certificate",
+            &certificate,
+        ),
+    );
+    assert!(matches!(
+        learns_nothing(under_certificate().answer(200, &sealed_elsewhere)),
+        Err(AdapterError::Signature(_))
+    ));
+    // Listed under another serial than the certificate's own.
+    let mislabelled =
+        certificates_body(&[("7132D72A03E93CDDF8C03BBD1F37EEDF204F7A13", &certificate)]);
+    assert!(matches!(
+        learns_nothing(under_certificate().answer(200, &mislabelled)),
+        Err(AdapterError::Protocol(_))
+    ));
+    // Expired: not learnt, so the answer signed under it is unknown.
+    let expired = certificates_body(&[(
+        CERT_SERIAL,
+        &certificate_pem(PLATFORM_PRIVATE, CERT_SERIAL, 2019, 2021),
+    )]);
+    assert!(matches!(
+        learns_nothing(under_certificate().answer(200, &expired)),
+        Err(AdapterError::UnknownKey(_))
+    ));
+    // Unsigned, refused, failing.
+    assert!(matches!(
+        learns_nothing(unsigned(200, &good_body)),
+        Err(AdapterError::Signature(_))
+    ));
+    assert!(matches!(
+        learns_nothing(under_certificate().answer(400, &error_body("PARAM_ERROR"))),
+        Err(AdapterError::Protocol(_))
+    ));
+    assert!(matches!(
+        learns_nothing(unsigned(500, "")),
+        Err(AdapterError::Unknown(_))
+    ));
+}
+
+#[test]
+fn public_key_and_certificates_together() {
+    // Switching: the configured public key stays, the certificate is added.
+    let adapter = adapter();
+    let body = query_body("SUCCESS");
+    assert!(matches!(
+        adapter.parse_query(
+            &order(PaymentMethod::Qr),
+            under_certificate().answer(200, &body)
+        ),
+        Err(AdapterError::UnknownKey(_))
+    ));
+    let certificates = certificates_body(&[(CERT_SERIAL, &platform_certificate())]);
+    adapter
+        .apply_key_refresh(under_certificate().answer(200, &certificates))
+        .unwrap();
+    for signing in [Signing::good(), under_certificate()] {
+        assert_eq!(
+            adapter.parse_query(&order(PaymentMethod::Qr), signing.answer(200, &body)),
+            Ok(paid())
+        );
+    }
+    // Requests keep naming the public key.
+    let request = adapter
+        .build_query(&order(PaymentMethod::Qr), &context())
+        .unwrap();
+    assert_eq!(request.headers()["wechatpay-serial"], KEY_ID);
+
+    // A key without its id (or the reverse) is a configuration error.
+    for (pem, id) in [(PLATFORM_PUBLIC, ""), ("", KEY_ID)] {
+        let config = WechatpayConfig {
+            platform_public_key_pem: pem.to_owned(),
+            platform_public_key_id: id.to_owned(),
+            ..config()
+        };
+        assert!(matches!(
+            WechatpayAdapter::new(config),
+            Err(AdapterError::Invalid(_))
+        ));
     }
 }

@@ -167,6 +167,19 @@ pub(super) struct Resource {
     pub original_type: Option<String>,
 }
 
+/// `GET /v3/certificates`: the platform certificates, each encrypted with the APIv3 key
+/// (`associated_data` `certificate`).
+#[derive(Debug, Deserialize)]
+pub(super) struct Certificates {
+    pub data: Vec<CertificateEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CertificateEntry {
+    pub serial_no: String,
+    pub encrypt_certificate: Resource,
+}
+
 // ------------------------------------------------------------------ conversions
 
 /// Beijing time, the zone WeChat writes every time in.
