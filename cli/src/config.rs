@@ -87,6 +87,10 @@ pub struct WechatpaySection {
     pub enabled: Option<bool>,
     pub mchid: Option<String>,
     pub appid: Option<String>,
+    /// `public_key` (default: answers signed under the WeChat Pay public key `PUB_KEY_ID_…`),
+    /// `platform_certificate` (clients download `GET /v3/certificates`) or `switching` (the
+    /// request's `Wechatpay-Serial` picks the key).
+    pub signing_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -125,6 +129,8 @@ pub struct AlipaySandbox {
 pub struct WechatpaySandbox {
     pub mchid: String,
     pub appid: String,
+    /// `public_key`, `platform_certificate` or `switching` (validated).
+    pub signing_mode: String,
 }
 
 /// The validated configuration the sandbox runs with.
@@ -304,7 +310,20 @@ fn validate(file: FileConfig, flags: &Overrides, sources: Vec<String>) -> anyhow
         {
             bail!("wechatpay.appid {appid:?} must be 1 to 32 letters or digits");
         }
-        Some(WechatpaySandbox { mchid, appid })
+        let signing_mode = file
+            .wechatpay
+            .signing_mode
+            .unwrap_or_else(|| "public_key".to_owned());
+        if !["public_key", "platform_certificate", "switching"].contains(&signing_mode.as_str()) {
+            bail!(
+                "wechatpay.signing_mode {signing_mode:?} must be \"public_key\", \"platform_certificate\" or \"switching\""
+            );
+        }
+        Some(WechatpaySandbox {
+            mchid,
+            appid,
+            signing_mode,
+        })
     } else {
         None
     };

@@ -15,7 +15,7 @@ use gateway_core::store::Store;
 use gateway_core::{Gateway, GatewayParts};
 use serde_json::json;
 use simulator::alipay::{AlipayApp, AlipayMockCertificates, AlipayMockConfig};
-use simulator::wechatpay::{WechatpayMerchant, WechatpayMockConfig};
+use simulator::wechatpay::{WechatpayMerchant, WechatpayMockConfig, WechatpaySigningMode};
 use simulator::{Simulator, SimulatorParts};
 use tokio::sync::watch;
 
@@ -52,6 +52,7 @@ fn redact(url: &str) -> String {
 struct WechatpaySetup {
     mchid: String,
     appid: String,
+    signing_mode: String,
     credentials: crate::keys::WechatpayCredentials,
     public_key_id: String,
 }
@@ -113,6 +114,7 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
             Some(WechatpaySetup {
                 mchid: w.mchid.clone(),
                 appid: w.appid.clone(),
+                signing_mode: w.signing_mode.clone(),
                 credentials: crate::keys::ensure_wechatpay_credentials(&dir, &os_entropy)?,
                 // `PUB_KEY_ID_` + digits, as WeChat Pay names its public keys.
                 public_key_id: format!("PUB_KEY_ID_01{}000000000000000001", w.mchid),
@@ -163,7 +165,11 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
             }],
             platform_private_key_pem: w.credentials.platform.private_pkcs8_pem.clone(),
             public_key_id: w.public_key_id.clone(),
-            signing_mode: simulator::wechatpay::WechatpaySigningMode::PublicKey,
+            signing_mode: match w.signing_mode.as_str() {
+                "platform_certificate" => WechatpaySigningMode::PlatformCertificate,
+                "switching" => WechatpaySigningMode::Switching,
+                _ => WechatpaySigningMode::PublicKey,
+            },
         }),
         alipay: alipay.as_ref().map(|a| AlipayMockConfig {
             alipay_private_key_pem: a.platform.private_pkcs8_pem.clone(),
@@ -205,8 +211,18 @@ pub async fn up(mut config: Config) -> anyhow::Result<()> {
             merchant_serial_no: w.credentials.merchant_serial_no.clone(),
             merchant_private_key_pem: w.credentials.merchant.private_pkcs8_pem.clone(),
             apiv3_key: w.credentials.apiv3_key.clone(),
-            platform_public_key_pem: w.credentials.platform.public_pem.clone(),
-            platform_public_key_id: w.public_key_id.clone(),
+            // In platform-certificate mode the adapter learns the certificates from the channel
+            // (GET /v3/certificates), as a merchant without the public key would.
+            platform_public_key_pem: if w.signing_mode == "platform_certificate" {
+                String::new()
+            } else {
+                w.credentials.platform.public_pem.clone()
+            },
+            platform_public_key_id: if w.signing_mode == "platform_certificate" {
+                String::new()
+            } else {
+                w.public_key_id.clone()
+            },
             base_url: simulator_public.clone(),
         })
         .map_err(|e| anyhow::anyhow!("cannot configure the WeChat Pay adapter: {e}"))?;
@@ -341,6 +357,8 @@ fn sandbox_description(
                 "merchant_public_key_file": w.credentials.merchant.public.display().to_string(),
                 "platform_public_key_file": w.credentials.platform.public.display().to_string(),
                 "platform_public_key_id": w.public_key_id,
+                "signing_mode": w.signing_mode,
+                "certificates_url": format!("{simulator}/v3/certificates"),
                 "apiv3_key_file": w.credentials.apiv3_key_file.display().to_string(),
                 "notify_url": format!("{}/notify/wechatpay", config.gateway.public_base_url),
                 "control_url": format!("{simulator}/_paysim/wechatpay"),
