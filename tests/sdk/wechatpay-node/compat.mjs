@@ -135,6 +135,17 @@ check('query of an unknown order rejects 404 ORDER_NOT_EXIST',
   missing.error?.response?.status === 404 && missing.error?.response?.data?.code === 'ORDER_NOT_EXIST',
   missing.error ? describe(missing.error) : missing.response?.data);
 
+// trade bill: a fresh sandbox has no activity yesterday (Beijing), so the mock answers the
+// documented, signed 400 NO_STATEMENT_EXIST; today is refused as not yet available.
+const beijingDay = (offsetDays) => new Date(Date.now() + 8 * 3600e3 + offsetDays * 86400e3).toISOString().slice(0, 10);
+const billYesterday = await attempt(() => wxpay.v3.bill.tradebill.get({ params: { bill_date: beijingDay(-1) } }));
+check('trade bill of a day without activity rejects 400 NO_STATEMENT_EXIST (signed answer)',
+  billYesterday.error?.response?.status === 400 && billYesterday.error?.response?.data?.code === 'NO_STATEMENT_EXIST',
+  billYesterday.error ? describe(billYesterday.error) : billYesterday.response?.data);
+const billToday = await attempt(() => wxpay.v3.bill.tradebill.get({ params: { bill_date: beijingDay(0) } }));
+check('trade bill of today is refused (400)', billToday.error?.response?.status === 400,
+  billToday.error ? describe(billToday.error) : billToday.response?.data);
+
 // close of a second order → 204 (signed empty body, verified by the plugin) → CLOSED
 const preB = await attempt(() => prepay(tradeB, 100, 'to be closed'));
 check('second prepay', preB.response?.status === 200, preB.error ? describe(preB.error) : preB.response?.data);
