@@ -12,9 +12,11 @@
 //! | jsapi | `POST /v3/pay/transactions/jsapi` (`payer.openid`) | `{"type":"jsapi","prepay_id":…,"pay_params":{…,"paySign"}}` |
 //! | app | `POST /v3/pay/transactions/app` | `{"type":"app","prepay_id":…,"pay_params":{…,"sign"}}` |
 //! | wap | `POST /v3/pay/transactions/h5` (`scene_info.payer_client_ip`) | `{"type":"redirect","url":h5_url}` |
+//! | barcode | `POST /v3/pay/transactions/codepay` (`payer.auth_code`, `scene_info.store_info.out_id`) | `{"type":"barcode","transaction_id":…}` (may settle at once) |
 //!
 //! Follow-ups: query `GET /v3/pay/transactions/out-trade-no/{no}?mchid=`, close
-//! `POST …/out-trade-no/{no}/close` (204), refund `POST /v3/refund/domestic/refunds`, refund
+//! `POST …/out-trade-no/{no}/close` (204; barcode orders: `POST …/out-trade-no/{no}/reverse`
+//! with `{mchid, appid}`), refund `POST /v3/refund/domestic/refunds`, refund
 //! query `GET /v3/refund/domestic/refunds/{out_refund_no}`. `out_trade_no` is the order id,
 //! `out_refund_no` the refund id, amounts are integer fen.
 //!
@@ -40,18 +42,21 @@
 //! | call | answer | result |
 //! | --- | --- | --- |
 //! | any | 5xx, 429, `SYSTEM_ERROR`, `FREQUENCY_LIMITED`, `RATELIMIT_EXCEEDED`, `SERVICE_UNAVAILABLE`, `BANKERROR`, transport failure | `Unknown` |
-//! | any but close | 202 | `Unknown` (accepted, not done: query) |
+//! | any but close, codepay | 202 | `Unknown` (accepted, not done: query) |
 //! | any | other 4xx `{code,message}` not listed below | `Rejected{code}` |
 //! | prepay | 200 | `Created` (pending) |
-//! | prepay | `ORDERPAID`, `OUT_TRADE_NO_USED` | `Unknown` (the trade may exist and be paid: query) |
+//! | prepay, codepay | `ORDERPAID`, `OUT_TRADE_NO_USED` | `Unknown` (the trade may exist and be paid: query) |
+//! | codepay | 200 Transaction | as query (`SUCCESS`: `Created{Paid}`) |
+//! | codepay | 202 `USER_PAYING` | `Created{Pending}` (polled on the barcode schedule, then reversed) |
+//! | codepay | `PAYERROR`, `AUTH_CODE_INVALID`/`_ERROR`/`_EXPIRE`, `NOT_ENOUGH`, `TRADE_ERROR`, `RULE_LIMIT`, `ACCOUNT_ERROR` … (+ v2 spellings) | `Created{Failed}` |
 //! | query | `trade_state` SUCCESS / REFUND | `Paid{transaction_id, amount.total, success_time}` (REFUND: paid, then refunded) |
 //! | query | NOTPAY / USERPAYING / ACCEPT | `Pending` |
 //! | query | CLOSED / REVOKED | `Closed` |
 //! | query | PAYERROR | `Failed` |
 //! | query | 404, `ORDER_NOT_EXIST` (`ORDERNOTEXIST`) | `NotFound` |
-//! | close | 2xx (204) / `ORDER_CLOSED` | `Closed` |
-//! | close | 404, `ORDER_NOT_EXIST` | `NotFound` |
-//! | close | 202 `USER_PAYING`, `ORDERPAID`, `INVALID_REQUEST` | `Pending` (the service queries) |
+//! | close, reverse | 2xx (204) / `ORDER_CLOSED` / `ORDER_REVERSED` | `Closed` |
+//! | close, reverse | 404, `ORDER_NOT_EXIST` | `NotFound` |
+//! | close, reverse | 202 `USER_PAYING`, `ORDERPAID`, `INVALID_REQUEST` | `Pending` (the service queries) |
 //! | refund, refund query | `status` SUCCESS / PROCESSING / ABNORMAL / CLOSED | `Succeeded{refund_id}` / `Pending` / `Abnormal` / `Failed` |
 //!
 //! Notifications (`POST /notify/wechatpay`): the headers verify as above, then the `resource`
@@ -61,7 +66,7 @@
 //! else is refused, and WeChat resends.
 //!
 //! Out of scope for now: SM2 platform certificates; chain-checking platform certificates
-//! against Tenpay's CA; payment-code (付款码) payments; partner (服务商) mode.
+//! against Tenpay's CA; partner (服务商) mode.
 
 mod sign;
 mod wire;
@@ -183,8 +188,10 @@ enum Api {
     Jsapi,
     App,
     H5,
+    Codepay,
     Query,
     Close,
+    Reverse,
     Refund,
     RefundQuery,
 }
@@ -196,8 +203,10 @@ impl Api {
             Api::Jsapi => "jsapi prepay",
             Api::App => "app prepay",
             Api::H5 => "h5 prepay",
+            Api::Codepay => "codepay",
             Api::Query => "query",
             Api::Close => "close",
+            Api::Reverse => "reverse",
             Api::Refund => "refund",
             Api::RefundQuery => "refund query",
         }
@@ -632,6 +641,42 @@ fn prepay_api(method: PaymentMethod) -> Result<(Api, &'static str), AdapterError
     }
 }
 
+/// Close for every method, reverse for payment-code orders.
+fn close_api(order: &Order) -> Api {
+    match order.method {
+        PaymentMethod::Barcode => Api::Reverse,
+        PaymentMethod::Qr
+        | PaymentMethod::Page
+        | PaymentMethod::Wap
+        | PaymentMethod::App
+        | PaymentMethod::Jsapi => Api::Close,
+    }
+}
+
+/// Codepay refusals that are the payment's own definitive failure (the buyer's code, balance,
+/// card or risk checks): nothing was paid and this order cannot be paid with that code, so
+/// the order fails (`Created{Failed}`), as Alipay's barcode pay failures do. The v2 spellings
+/// are accepted too. Request and configuration errors (`PARAM_ERROR`, `SIGN_ERROR`,
+/// `NO_AUTH`, `APPID_MCHID_NOT_MATCH` …) stay `Rejected`.
+fn is_codepay_failure(code: &str) -> bool {
+    matches!(
+        code,
+        "PAYERROR"
+            | "AUTH_CODE_INVALID"
+            | "AUTH_CODE_ERROR"
+            | "AUTH_CODE_EXPIRE"
+            | "AUTHCODEEXPIRE"
+            | "NOT_ENOUGH"
+            | "NOTENOUGH"
+            | "NOTSUPORTCARD"
+            | "BUYER_MISMATCH"
+            | "TRADE_ERROR"
+            | "RULE_LIMIT"
+            | "ACCOUNT_ERROR"
+            | "USER_ACCOUNT_ABNORMAL"
+    )
+}
+
 /// `out_trade_no`: 6 to 32 of `[0-9A-Za-z_-|*]` (generated order ids are 28).
 fn out_trade_no(order: &Order) -> Result<&str, AdapterError> {
     let no = order.id.as_str();
@@ -823,10 +868,12 @@ impl ChannelAdapter for WechatpayAdapter {
 
     fn supports(&self, method: PaymentMethod) -> bool {
         match method {
-            PaymentMethod::Qr | PaymentMethod::Jsapi | PaymentMethod::App | PaymentMethod::Wap => {
-                true
-            }
-            PaymentMethod::Page | PaymentMethod::Barcode => false,
+            PaymentMethod::Qr
+            | PaymentMethod::Jsapi
+            | PaymentMethod::App
+            | PaymentMethod::Wap
+            | PaymentMethod::Barcode => true,
+            PaymentMethod::Page => false,
         }
     }
 
@@ -836,6 +883,9 @@ impl ChannelAdapter for WechatpayAdapter {
         context: &AdapterContext,
     ) -> Result<CreatePlan, AdapterError> {
         require_cny(order)?;
+        if order.method == PaymentMethod::Barcode {
+            return self.plan_codepay(order, context).map(CreatePlan::Call);
+        }
         let (api, path) = prepay_api(order.method)?;
         let params = &order.method_params;
         let payer = match api {
@@ -845,8 +895,10 @@ impl ChannelAdapter for WechatpayAdapter {
             Api::Native
             | Api::App
             | Api::H5
+            | Api::Codepay
             | Api::Query
             | Api::Close
+            | Api::Reverse
             | Api::Refund
             | Api::RefundQuery => None,
         };
@@ -862,8 +914,10 @@ impl ChannelAdapter for WechatpayAdapter {
             Api::Native
             | Api::Jsapi
             | Api::App
+            | Api::Codepay
             | Api::Query
             | Api::Close
+            | Api::Reverse
             | Api::Refund
             | Api::RefundQuery => None,
         };
@@ -885,6 +939,9 @@ impl ChannelAdapter for WechatpayAdapter {
     }
 
     fn parse_create(&self, order: &Order, response: HttpResponse) -> Result<Created, AdapterError> {
+        if order.method == PaymentMethod::Barcode {
+            return self.parse_codepay(order, response);
+        }
         let (api, _) = prepay_api(order.method)?;
         let (body, signed_by) = match self.read(api, response)? {
             Reply::Success { body, signed_by } => (body, signed_by),
@@ -940,7 +997,12 @@ impl ChannelAdapter for WechatpayAdapter {
                 };
                 json!({ "type": "redirect", "url": url })
             }
-            Api::Query | Api::Close | Api::Refund | Api::RefundQuery => {
+            Api::Codepay
+            | Api::Query
+            | Api::Close
+            | Api::Reverse
+            | Api::Refund
+            | Api::RefundQuery => {
                 return Err(AdapterError::Protocol(format!(
                     "{} is not a prepay call",
                     api.name()
@@ -998,14 +1060,25 @@ impl ChannelAdapter for WechatpayAdapter {
         order: &Order,
         context: &AdapterContext,
     ) -> Result<HttpRequest, AdapterError> {
-        self.post(
-            &format!(
-                "/v3/pay/transactions/out-trade-no/{}/close",
-                out_trade_no(order)?
+        let no = out_trade_no(order)?;
+        match close_api(order) {
+            // A payment-code order is reversed (撤销): it closes an unpaid trade and returns
+            // the money of a paid one, which is what the official flow asks for once the
+            // buyer has not confirmed in time.
+            Api::Reverse => self.post(
+                &format!("/v3/pay/transactions/out-trade-no/{no}/reverse"),
+                &wire::Reverse {
+                    mchid: &self.mchid,
+                    appid: &self.appid,
+                },
+                context,
             ),
-            &wire::Close { mchid: &self.mchid },
-            context,
-        )
+            _ => self.post(
+                &format!("/v3/pay/transactions/out-trade-no/{no}/close"),
+                &wire::Close { mchid: &self.mchid },
+                context,
+            ),
+        }
     }
 
     /// Close answers 204 with an empty (signed) body. Closing a closed order answers 204
@@ -1014,12 +1087,17 @@ impl ChannelAdapter for WechatpayAdapter {
     /// community reports say `ORDERPAID`, some answers come as `INVALID_REQUEST`), and the
     /// payment-code flow answers 202 `USER_PAYING`: all are `Pending`, so the service queries
     /// and books whatever happened.
+    ///
+    /// Reverse (payment-code orders) maps the same way: a 2xx means the trade is revoked
+    /// (unpaid: closed; paid: the money went back to the buyer) — closed for the merchant
+    /// either way; `USER_PAYING` (正在支付中不能发起撤销) is `Pending`, and an already
+    /// reversed trade (`ORDER_REVERSED`, v2 `ORDERREVERSED`) is `Closed`.
     fn parse_close(
         &self,
-        _order: &Order,
+        order: &Order,
         response: HttpResponse,
     ) -> Result<PaymentStatus, AdapterError> {
-        match self.read(Api::Close, response)? {
+        match self.read(close_api(order), response)? {
             Reply::Success { .. } => Ok(PaymentStatus::Closed),
             Reply::Accepted { .. } => Ok(PaymentStatus::Pending),
             Reply::Business {
@@ -1027,7 +1105,7 @@ impl ChannelAdapter for WechatpayAdapter {
                 code,
                 message,
             } => match code.as_str() {
-                "ORDER_CLOSED" => Ok(PaymentStatus::Closed),
+                "ORDER_CLOSED" | "ORDER_REVERSED" | "ORDERREVERSED" => Ok(PaymentStatus::Closed),
                 "ORDER_NOT_EXIST" | "ORDERNOTEXIST" => Ok(PaymentStatus::NotFound),
                 "ORDERPAID" | "USER_PAYING" | "USERPAYING" | "INVALID_REQUEST" => {
                     Ok(PaymentStatus::Pending)
@@ -1258,6 +1336,89 @@ impl ChannelAdapter for WechatpayAdapter {
 }
 
 impl WechatpayAdapter {
+    /// `POST /v3/pay/transactions/codepay` with the scanned `payer.auth_code`.
+    fn plan_codepay(
+        &self,
+        order: &Order,
+        context: &AdapterContext,
+    ) -> Result<HttpRequest, AdapterError> {
+        let body = wire::Codepay {
+            appid: &self.appid,
+            mchid: &self.mchid,
+            description: truncate_chars(&order.subject, 127),
+            out_trade_no: out_trade_no(order)?,
+            payer: wire::CodepayPayer {
+                auth_code: method_param(
+                    order.method_params.auth_code.as_deref(),
+                    "auth_code",
+                    order.method,
+                )?,
+            },
+            amount: wire::PrepayAmount {
+                total: fen::to_i64(order.amount),
+                currency: "CNY",
+            },
+            scene_info: wire::CodepaySceneInfo {
+                store_info: wire::StoreInfo {
+                    out_id: truncate_chars(order.merchant_id.as_str(), 32),
+                },
+            },
+        };
+        self.post("/v3/pay/transactions/codepay", &body, context)
+    }
+
+    /// The codepay answer: 200 is the transaction (normally `SUCCESS`: paid at once), 202
+    /// `USER_PAYING` means the buyer is confirming on the phone (pending: the scheduler
+    /// queries, then reverses), a payment failure fails the order, `ORDERPAID` /
+    /// `OUT_TRADE_NO_USED` are for the query to settle.
+    fn parse_codepay(
+        &self,
+        order: &Order,
+        response: HttpResponse,
+    ) -> Result<Created, AdapterError> {
+        let api = Api::Codepay;
+        let barcode = |transaction_id: Option<&str>| {
+            json!({
+                "type": "barcode",
+                "transaction_id": transaction_id.filter(|id| !id.is_empty()),
+            })
+        };
+        match self.read(api, response)? {
+            Reply::Success { body, .. } => {
+                let transaction: wire::Transaction = json_body(api, &body)?;
+                self.check_transaction(order, &transaction)?;
+                let status = match transaction.trade_state.as_deref() {
+                    // A 200 is the payment; `trade_state` confirms it when present.
+                    None => paid_status(&transaction)?,
+                    Some(_) => transaction_status(&transaction)?,
+                };
+                Ok(Created {
+                    buyer_action: barcode(transaction.transaction_id.as_deref()),
+                    status,
+                })
+            }
+            Reply::Accepted { .. } => Ok(Created {
+                buyer_action: barcode(None),
+                status: PaymentStatus::Pending,
+            }),
+            Reply::Business { code, message, .. }
+                if matches!(code.as_str(), "ORDERPAID" | "OUT_TRADE_NO_USED") =>
+            {
+                Err(AdapterError::Unknown(format!(
+                    "{}: {code} {message}",
+                    api.name()
+                )))
+            }
+            Reply::Business { code, message, .. } if is_codepay_failure(&code) => Ok(Created {
+                buyer_action: barcode(None),
+                status: PaymentStatus::Failed {
+                    reason: format!("{code}: {message}"),
+                },
+            }),
+            Reply::Business { code, message, .. } => Err(rejected(code, message)),
+        }
+    }
+
     /// Refund create and refund query answer the same Refund object.
     fn parse_refund_reply(
         &self,

@@ -20,11 +20,13 @@ use crate::control::SignatureVerdict;
 use crate::faults::{FaultKind, FiredFault};
 
 /// The API names (request-fault targets and `api` in the exchange log).
-pub const APIS: [&str; 12] = [
+pub const APIS: [&str; 14] = [
     "pay.transactions.native",
     "pay.transactions.jsapi",
     "pay.transactions.app",
     "pay.transactions.h5",
+    "pay.transactions.codepay",
+    "pay.transactions.reverse",
     "pay.transactions.id",
     "pay.transactions.out-trade-no",
     "pay.transactions.close",
@@ -42,6 +44,8 @@ const MAX_SKEW_SECONDS: i64 = 300;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Route {
     Prepay(TradeType),
+    Codepay,
+    Reverse(String),
     QueryById(String),
     QueryByOutTradeNo(String),
     Close(String),
@@ -58,6 +62,7 @@ impl Route {
         let post = method == Method::POST;
         let get = method == Method::GET;
         let route = match segments.as_slice() {
+            ["v3", "pay", "transactions", "codepay"] if post => Route::Codepay,
             ["v3", "pay", "transactions", kind] if post => Route::Prepay(match *kind {
                 "native" => TradeType::Native,
                 "jsapi" => TradeType::Jsapi,
@@ -75,6 +80,11 @@ impl Route {
                 if post && !no.is_empty() =>
             {
                 Route::Close(wire::percent_decode(no))
+            }
+            ["v3", "pay", "transactions", "out-trade-no", no, "reverse"]
+                if post && !no.is_empty() =>
+            {
+                Route::Reverse(wire::percent_decode(no))
             }
             ["v3", "refund", "domestic", "refunds"] if post => Route::RefundCreate,
             ["v3", "refund", "domestic", "refunds", no] if get && !no.is_empty() => {
@@ -94,6 +104,8 @@ impl Route {
             Route::Prepay(TradeType::Jsapi) => "pay.transactions.jsapi",
             Route::Prepay(TradeType::App) => "pay.transactions.app",
             Route::Prepay(TradeType::H5) => "pay.transactions.h5",
+            Route::Prepay(TradeType::Micropay) | Route::Codepay => "pay.transactions.codepay",
+            Route::Reverse(_) => "pay.transactions.reverse",
             Route::QueryById(_) => "pay.transactions.id",
             Route::QueryByOutTradeNo(_) => "pay.transactions.out-trade-no",
             Route::Close(_) => "pay.transactions.close",
@@ -282,6 +294,8 @@ impl WechatpayMock {
     fn execute(&self, route: &Route, call: &Call<'_>) -> (Reply, Option<String>) {
         let result = match route {
             Route::Prepay(trade_type) => self.prepay(*trade_type, call),
+            Route::Codepay => self.codepay(call),
+            Route::Reverse(no) => self.reverse(no, call),
             Route::QueryById(id) => self.query_by_transaction_id(id, call),
             Route::QueryByOutTradeNo(no) => self.query_by_out_trade_no(no, call),
             Route::Close(no) => self.close(no, call),
@@ -512,10 +526,20 @@ mod tests {
             Some(Route::RefundQuery("R1".into()))
         );
         assert_eq!(Route::resolve(&get, "/v3/pay/transactions/id/"), None);
+        assert_eq!(
+            Route::resolve(&post, "/v3/pay/transactions/codepay"),
+            Some(Route::Codepay)
+        );
+        assert_eq!(
+            Route::resolve(&post, "/v3/pay/transactions/out-trade-no/A1/reverse"),
+            Some(Route::Reverse("A1".into()))
+        );
         for route in [
             Route::Prepay(TradeType::H5),
             Route::QueryById("x".into()),
             Route::RefundCreate,
+            Route::Codepay,
+            Route::Reverse("x".into()),
         ] {
             assert!(APIS.contains(&route.api()));
         }

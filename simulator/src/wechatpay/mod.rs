@@ -8,6 +8,7 @@ mod api;
 mod auth;
 mod bill;
 mod certificates;
+mod codepay;
 mod notify;
 mod refund;
 mod trade;

@@ -8,7 +8,7 @@ use determinism::{job, EntropyExt, EventId, UnixMillis};
 use serde_json::{json, Map, Value};
 
 use super::api::{Call, Reply};
-use super::trade::{step, ApiResult, Event, Trade};
+use super::trade::{step, ApiResult, Event, Trade, TradeState};
 use super::wire::{self, ApiError};
 use super::{TradeKey, WechatpayMock};
 use crate::faults::FaultKind;
@@ -205,7 +205,7 @@ impl WechatpayMock {
         let trade: &Trade = key
             .as_ref()
             .and_then(|key| state.trades.get(key))
-            .filter(|trade| trade.paid_ms.is_some())
+            .filter(|trade| trade.paid_ms.is_some() && trade.state != TradeState::Revoked)
             .ok_or_else(|| fail(resource_not_exists("订单不存在或未支付")))?;
         let Some(key) = key.clone() else {
             return Err(fail(resource_not_exists("订单不存在或未支付")));

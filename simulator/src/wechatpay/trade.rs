@@ -27,6 +27,8 @@ pub enum TradeType {
     Jsapi,
     App,
     H5,
+    /// `POST /v3/pay/transactions/codepay` (付款码).
+    Micropay,
 }
 
 impl TradeType {
@@ -37,6 +39,7 @@ impl TradeType {
             TradeType::Jsapi => "JSAPI",
             TradeType::App => "APP",
             TradeType::H5 => "MWEB",
+            TradeType::Micropay => "MICROPAY",
         }
     }
 
@@ -47,18 +50,21 @@ impl TradeType {
             TradeType::Jsapi => "jsapi",
             TradeType::App => "app",
             TradeType::H5 => "h5",
+            TradeType::Micropay => "codepay",
         }
     }
 }
 
-/// `trade_state` of the orders the basic-payment APIs create. USERPAYING and REVOKED belong
-/// to the payment-code flow (codepay / reverse), which the mock does not serve.
+/// `trade_state` of an order. USERPAYING and REVOKED belong to the payment-code flow
+/// (codepay / reverse).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TradeState {
     NotPay,
+    UserPaying,
     Success,
     Refund,
     Closed,
+    Revoked,
     PayError,
 }
 
@@ -66,9 +72,11 @@ impl TradeState {
     pub fn name(self) -> &'static str {
         match self {
             TradeState::NotPay => "NOTPAY",
+            TradeState::UserPaying => "USERPAYING",
             TradeState::Success => "SUCCESS",
             TradeState::Refund => "REFUND",
             TradeState::Closed => "CLOSED",
+            TradeState::Revoked => "REVOKED",
             TradeState::PayError => "PAYERROR",
         }
     }
@@ -76,9 +84,11 @@ impl TradeState {
     fn desc(self) -> &'static str {
         match self {
             TradeState::NotPay => "订单未支付",
+            TradeState::UserPaying => "需要用户输入支付密码",
             TradeState::Success => "支付成功",
             TradeState::Refund => "转入退款",
             TradeState::Closed => "订单已关闭",
+            TradeState::Revoked => "订单已撤销",
             TradeState::PayError => "支付失败，请重新下单支付",
         }
     }
@@ -92,20 +102,26 @@ pub enum Event {
     Close,
     Expire,
     RefundRequested,
+    /// `…/reverse` (撤销).
+    Revoke,
 }
 
 /// The one transition function (notes A4, SK-state). `None`: the event does not apply.
 pub fn step(state: TradeState, event: Event) -> Option<TradeState> {
     use TradeState as S;
     match (state, event) {
-        (S::NotPay, Event::Pay) => Some(S::Success),
-        (S::NotPay, Event::PayFailed) => Some(S::PayError),
-        (S::NotPay | S::PayError, Event::Close | Event::Expire) => Some(S::Closed),
+        (S::NotPay | S::UserPaying, Event::Pay) => Some(S::Success),
+        (S::NotPay | S::UserPaying, Event::PayFailed) => Some(S::PayError),
+        (S::NotPay | S::UserPaying | S::PayError, Event::Close | Event::Expire) => Some(S::Closed),
         (S::Success | S::Refund, Event::RefundRequested) => Some(S::Refund),
-        (S::NotPay, Event::RefundRequested)
+        // 撤销: an unpaid or failed payment closes as REVOKED; a paid one (no refund yet) is
+        // returned to the buyer and also ends REVOKED (reverse API page).
+        (S::NotPay | S::UserPaying | S::PayError | S::Success, Event::Revoke) => Some(S::Revoked),
+        (S::NotPay | S::UserPaying, Event::RefundRequested)
         | (S::PayError, Event::Pay | Event::PayFailed | Event::RefundRequested)
         | (S::Success | S::Refund, Event::Pay | Event::PayFailed | Event::Close | Event::Expire)
-        | (S::Closed, _) => None,
+        | (S::Refund, Event::Revoke)
+        | (S::Closed | S::Revoked, _) => None,
     }
 }
 
@@ -137,6 +153,8 @@ pub struct Trade {
     pub expiry_event: Option<EventId>,
     /// code_url, prepay_id or h5_url: what a repeated identical prepay answers again.
     pub credential: (&'static str, String),
+    /// The payment code of a codepay order.
+    pub auth_code: Option<String>,
     /// Indexes into the refund list.
     pub refunds: Vec<usize>,
     /// Indexes into the notification list (payment notifications).
@@ -223,7 +241,7 @@ struct Order {
 }
 
 /// `out_trade_no`: 6–32 of `[0-9A-Za-z_-|*]`.
-fn valid_out_trade_no(no: &str) -> bool {
+pub(super) fn valid_out_trade_no(no: &str) -> bool {
     (6..=32).contains(&no.len())
         && no
             .bytes()
@@ -291,7 +309,7 @@ fn read_order(
                 .ok_or_else(|| ApiError::param("缺少参数 /scene_info/h5_info"))?;
             wire::required_str(h5_info, "type")?;
         }
-        TradeType::Jsapi | TradeType::Native | TradeType::App => {}
+        TradeType::Jsapi | TradeType::Native | TradeType::App | TradeType::Micropay => {}
     }
     if appid != call.merchant.appid {
         return Err(ApiError::new(
@@ -312,15 +330,15 @@ fn read_order(
     })
 }
 
-fn not_exist() -> ApiError {
+pub(super) fn not_exist() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在")
 }
 
-fn order_paid() -> ApiError {
+pub(super) fn order_paid() -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "ORDERPAID", "该订单已支付")
 }
 
-fn order_closed() -> ApiError {
+pub(super) fn order_closed() -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "ORDER_CLOSED", "订单已关闭")
 }
 
@@ -370,11 +388,11 @@ impl WechatpayMock {
                 )));
             }
             return match trade.state {
-                TradeState::NotPay | TradeState::PayError => {
+                TradeState::NotPay | TradeState::PayError | TradeState::UserPaying => {
                     Ok((credential_reply(trade), logged.clone()))
                 }
                 TradeState::Success | TradeState::Refund => Err(fail(order_paid())),
-                TradeState::Closed => Err(fail(order_closed())),
+                TradeState::Closed | TradeState::Revoked => Err(fail(order_closed())),
             };
         }
         let now_ms = call.now_ms;
@@ -394,17 +412,12 @@ impl WechatpayMock {
                 "prepay_id",
                 format!("wx{}{}", wire::compact_time(now_ms), self.entropy.hex(10)),
             ),
-            TradeType::H5 => (
+            TradeType::H5 | TradeType::Micropay => (
                 "h5_url",
                 format!("{}/wechatpay/pay/{pay_token}", self.base_url),
             ),
         };
-        let transaction_id = format!(
-            "42000{:05}{}{:010}",
-            self.entropy.uniform_below(100_000),
-            wire::compact_time(now_ms).get(..8).unwrap_or("20000101"),
-            self.entropy.uniform_below(10_000_000_000)
-        );
+        let transaction_id = self.transaction_id(now_ms);
         let sequence = state.next_sequence();
         let mut trade = Trade {
             sequence,
@@ -425,6 +438,7 @@ impl WechatpayMock {
             time_expire_ms,
             expiry_event: None,
             credential,
+            auth_code: None,
             refunds: Vec::new(),
             notifications: Vec::new(),
         };
@@ -481,16 +495,17 @@ impl WechatpayMock {
             .get_mut(&(call.merchant.mchid.clone(), no.to_owned()))
             .ok_or_else(|| fail(not_exist()))?;
         match trade.state {
-            TradeState::NotPay | TradeState::PayError => {
+            TradeState::NotPay | TradeState::PayError | TradeState::UserPaying => {
                 self.close_trade(trade, Event::Close, call.now_ms);
                 Ok((Reply::NoContent, logged))
             }
             TradeState::Closed => Ok((Reply::NoContent, logged)),
+            TradeState::Revoked => Err(fail(order_closed())),
             TradeState::Success | TradeState::Refund => Err(fail(order_paid())),
         }
     }
 
-    fn close_trade(&self, trade: &mut Trade, event: Event, now_ms: UnixMillis) {
+    pub(super) fn close_trade(&self, trade: &mut Trade, event: Event, now_ms: UnixMillis) {
         if let Some(next) = step(trade.state, event) {
             self.cancel_expiry(trade);
             trade.state = next;
@@ -498,8 +513,20 @@ impl WechatpayMock {
         }
     }
 
-    /// NOTPAY → SUCCESS, with its TRANSACTION.SUCCESS notification.
-    fn mark_paid(&self, state: &mut State, key: &TradeKey, now_ms: UnixMillis) {
+    /// A new `transaction_id`: `42000` + 5 digits + the Beijing date + 10 digits (28 digits).
+    pub(super) fn transaction_id(&self, now_ms: UnixMillis) -> String {
+        format!(
+            "42000{:05}{}{:010}",
+            self.entropy.uniform_below(100_000),
+            wire::compact_time(now_ms).get(..8).unwrap_or("20000101"),
+            self.entropy.uniform_below(10_000_000_000)
+        )
+    }
+
+    /// NOTPAY / USERPAYING → SUCCESS, with its TRANSACTION.SUCCESS notification when the
+    /// order named a `notify_url` (codepay orders have none: the payment-code flow has no
+    /// payment notification).
+    pub(super) fn mark_paid(&self, state: &mut State, key: &TradeKey, now_ms: UnixMillis) {
         let openid = self.openid();
         let Some(trade) = state.trades.get_mut(key) else {
             return;
@@ -512,12 +539,15 @@ impl WechatpayMock {
         trade.paid_ms = Some(now_ms);
         trade.payer_openid.get_or_insert(openid);
         let transaction_id = trade.transaction_id.clone();
+        let notify = !trade.notify_url.is_empty();
         state.by_transaction_id.insert(transaction_id, key.clone());
-        self.notify_payment(state, key, now_ms);
+        if notify {
+            self.notify_payment(state, key, now_ms);
+        }
     }
 
     /// `o` + 27 characters, the shape of an openid.
-    fn openid(&self) -> String {
+    pub(super) fn openid(&self) -> String {
         format!("o{}", self.entropy.token(27))
     }
 
@@ -546,26 +576,30 @@ impl WechatpayMock {
         match (action, trade_state) {
             // Opening the payment sheet does not change trade_state (NOTPAY until paid).
             (BuyerAction::Scan | BuyerAction::Abandon, TradeState::NotPay) => {}
-            (BuyerAction::Pay, TradeState::NotPay) => self.mark_paid(state, key, now_ms),
-            (BuyerAction::Fail, TradeState::NotPay) => {
+            (BuyerAction::Pay, TradeState::NotPay | TradeState::UserPaying) => {
+                self.mark_paid(state, key, now_ms);
+            }
+            (BuyerAction::Fail, TradeState::NotPay | TradeState::UserPaying) => {
                 if let Some(trade) = state.trades.get_mut(key) {
                     if let Some(next) = step(trade.state, Event::PayFailed) {
                         trade.state = next;
                     }
                 }
             }
-            (
+            (BuyerAction::Scan | BuyerAction::Abandon, TradeState::UserPaying)
+            | (
                 BuyerAction::Scan | BuyerAction::Pay | BuyerAction::Fail | BuyerAction::Abandon,
                 TradeState::Success
                 | TradeState::Refund
                 | TradeState::Closed
+                | TradeState::Revoked
                 | TradeState::PayError,
             ) => return Err(refuse()),
         }
         Ok(())
     }
 
-    fn schedule_expiry(&self, trade: &mut Trade, key: &TradeKey) {
+    pub(super) fn schedule_expiry(&self, trade: &mut Trade, key: &TradeKey) {
         self.cancel_expiry(trade);
         let this = self.this.clone();
         let key = key.clone();
@@ -692,6 +726,12 @@ mod tests {
             "terminal states are monotonic"
         );
         assert_eq!(step(S::Refund, Event::Expire), None);
+        assert_eq!(step(S::UserPaying, Event::Pay), Some(S::Success));
+        assert_eq!(step(S::UserPaying, Event::PayFailed), Some(S::PayError));
+        assert_eq!(step(S::UserPaying, Event::Revoke), Some(S::Revoked));
+        assert_eq!(step(S::Success, Event::Revoke), Some(S::Revoked));
+        assert_eq!(step(S::Refund, Event::Revoke), None);
+        assert_eq!(step(S::Revoked, Event::Pay), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 #![cfg(test)]
 
 mod certificates;
+mod codepay;
 mod vectors;
 
 use std::sync::{Arc, Mutex};

@@ -434,8 +434,9 @@ fn long_texts_are_cut_and_bad_inputs_are_invalid() {
         adapter.plan_create(&usd, &context()),
         Err(AdapterError::Invalid(_))
     ));
+    // Page is not offered; barcode without its auth_code cannot be expressed.
+    assert!(!adapter.supports(PaymentMethod::Page));
     for method in [PaymentMethod::Page, PaymentMethod::Barcode] {
-        assert!(!adapter.supports(method));
         assert!(matches!(
             adapter.plan_create(&order(method), &context()),
             Err(AdapterError::Invalid(_))
@@ -446,6 +447,7 @@ fn long_texts_are_cut_and_bad_inputs_are_invalid() {
         PaymentMethod::Jsapi,
         PaymentMethod::App,
         PaymentMethod::Wap,
+        PaymentMethod::Barcode,
     ] {
         assert!(adapter.supports(method));
     }
@@ -1016,6 +1018,237 @@ fn close_mapping() {
         close(answer(500, &error_body("SYSTEM_ERROR"))),
         Err(AdapterError::Unknown(_))
     ));
+}
+
+// ---------------------------------------------------------------- payment code (付款码)
+
+const AUTH_CODE: &str = "134567890123456789";
+
+fn barcode_order() -> Order {
+    let mut order = order(PaymentMethod::Barcode);
+    order.method_params.auth_code = Some(AUTH_CODE.to_owned());
+    order
+}
+
+fn codepay_body(trade_state: &str) -> String {
+    json!({
+        "appid": APPID,
+        "mchid": MCHID,
+        "out_trade_no": ORDER_ID,
+        "transaction_id": "4200000000202611250000000001",
+        "trade_type": "MICROPAY",
+        "trade_state": trade_state,
+        "trade_state_desc": "支付成功",
+        "bank_type": "CMC",
+        "success_time": "2026-11-25T17:59:30+08:00",
+        "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+        "amount": {"total": 8888, "payer_total": 8888, "currency": "CNY", "payer_currency": "CNY"},
+    })
+    .to_string()
+}
+
+#[test]
+fn codepay_request_is_signed_and_carries_the_auth_code() {
+    let adapter = adapter();
+    assert!(adapter.supports(PaymentMethod::Barcode));
+    let CreatePlan::Call(request) = adapter.plan_create(&barcode_order(), &context()).unwrap()
+    else {
+        panic!("codepay is a call")
+    };
+    let body = verify_like_wechatpay(&request, "POST", "/v3/pay/transactions/codepay");
+    assert_eq!(
+        body,
+        json!({
+            "appid": APPID,
+            "mchid": MCHID,
+            "description": "demo 中文",
+            "out_trade_no": ORDER_ID,
+            "payer": {"auth_code": AUTH_CODE},
+            "amount": {"total": 8888, "currency": "CNY"},
+            "scene_info": {"store_info": {"out_id": "mch_sandbox"}},
+        })
+    );
+    // Blank or missing auth_code: nothing to charge.
+    let mut blank = barcode_order();
+    blank.method_params.auth_code = Some("  ".to_owned());
+    for order in [order(PaymentMethod::Barcode), blank] {
+        assert!(matches!(
+            adapter.plan_create(&order, &context()),
+            Err(AdapterError::Invalid(_))
+        ));
+    }
+    let mut usd = barcode_order();
+    usd.amount = Money::from_minor(100, Currency::Usd);
+    assert!(matches!(
+        adapter.plan_create(&usd, &context()),
+        Err(AdapterError::Invalid(_))
+    ));
+}
+
+#[test]
+fn codepay_answer_mapping() {
+    let adapter = adapter();
+    let create = |response| adapter.parse_create(&barcode_order(), response);
+
+    // 200 SUCCESS: paid at once.
+    assert_eq!(
+        create(answer(200, &codepay_body("SUCCESS"))),
+        Ok(Created {
+            buyer_action: json!({
+                "type": "barcode",
+                "transaction_id": "4200000000202611250000000001",
+            }),
+            status: paid(),
+        })
+    );
+    // 202 USER_PAYING: the buyer confirms on the phone; polled, then reversed.
+    for code in ["USER_PAYING", "USERPAYING"] {
+        assert_eq!(
+            create(answer(202, &error_body(code))),
+            Ok(Created {
+                buyer_action: json!({"type": "barcode", "transaction_id": null}),
+                status: PaymentStatus::Pending,
+            }),
+            "{code}"
+        );
+    }
+    // Definitive payment failures fail the order.
+    for (status, code) in [
+        (400, "AUTH_CODE_INVALID"),
+        (400, "AUTH_CODE_ERROR"),
+        (403, "NOT_ENOUGH"),
+        (403, "NOTENOUGH"),
+        (403, "PAYERROR"),
+        (403, "TRADE_ERROR"),
+        (403, "RULE_LIMIT"),
+    ] {
+        assert_eq!(
+            create(answer(status, &error_body(code))),
+            Ok(Created {
+                buyer_action: json!({"type": "barcode", "transaction_id": null}),
+                status: PaymentStatus::Failed {
+                    reason: format!("{code}: 描述"),
+                },
+            }),
+            "{code}"
+        );
+    }
+    // 200 with PAYERROR (a transaction, not a refusal) fails too.
+    assert!(matches!(
+        create(answer(200, &codepay_body("PAYERROR"))),
+        Ok(Created {
+            status: PaymentStatus::Failed { .. },
+            ..
+        })
+    ));
+    // Request and configuration errors are refusals.
+    for code in ["PARAM_ERROR", "NO_AUTH", "APPID_MCHID_NOT_MATCH"] {
+        assert_eq!(rejected_code(create(answer(400, &error_body(code)))), code);
+    }
+    // Outcome unknown: query.
+    for response in [
+        answer(500, &error_body("SYSTEM_ERROR")),
+        unsigned(502, ""),
+        answer(429, &error_body("FREQUENCY_LIMITED")),
+        answer(202, &error_body("SYSTEM_ERROR")),
+        answer(403, &error_body("ORDERPAID")),
+        answer(403, &error_body("OUT_TRADE_NO_USED")),
+    ] {
+        assert!(
+            matches!(create(response), Err(AdapterError::Unknown(_))),
+            "outcome unknown"
+        );
+    }
+    // Answers that are not ours or not signed are never trusted.
+    let foreign = codepay_body("SUCCESS").replace(ORDER_ID, "ord_other000000000000000001");
+    assert!(matches!(
+        create(answer(200, &foreign)),
+        Err(AdapterError::Protocol(_))
+    ));
+    assert!(matches!(
+        create(answer(
+            200,
+            &codepay_body("SUCCESS").replace(MCHID, "1900000002")
+        )),
+        Err(AdapterError::Protocol(_))
+    ));
+    assert!(is_signature(create(unsigned(
+        200,
+        &codepay_body("SUCCESS")
+    ))));
+    assert!(is_signature(create(unsigned(
+        202,
+        &error_body("USER_PAYING")
+    ))));
+    // A 200 without transaction_id cannot be booked as paid.
+    let bare = json!({
+        "appid": APPID, "mchid": MCHID, "out_trade_no": ORDER_ID,
+        "trade_state": "SUCCESS", "amount": {"total": 8888, "currency": "CNY"},
+    })
+    .to_string();
+    assert!(matches!(
+        create(answer(200, &bare)),
+        Err(AdapterError::Protocol(_))
+    ));
+}
+
+#[test]
+fn barcode_orders_are_reversed_not_closed() {
+    let adapter = adapter();
+    let request = adapter.build_close(&barcode_order(), &context()).unwrap();
+    let body = verify_like_wechatpay(
+        &request,
+        "POST",
+        &format!("/v3/pay/transactions/out-trade-no/{ORDER_ID}/reverse"),
+    );
+    assert_eq!(body, json!({"mchid": MCHID, "appid": APPID}));
+    // Other methods still close.
+    let request = adapter
+        .build_close(&order(PaymentMethod::Qr), &context())
+        .unwrap();
+    let body = verify_like_wechatpay(
+        &request,
+        "POST",
+        &format!("/v3/pay/transactions/out-trade-no/{ORDER_ID}/close"),
+    );
+    assert_eq!(body, json!({"mchid": MCHID}));
+}
+
+#[test]
+fn reverse_mapping() {
+    let adapter = adapter();
+    let reverse = |response| adapter.parse_close(&barcode_order(), response);
+    let revoked = json!({"appid": APPID, "mchid": MCHID, "out_trade_no": ORDER_ID}).to_string();
+    assert_eq!(reverse(answer(200, &revoked)), Ok(PaymentStatus::Closed));
+    assert_eq!(reverse(answer(204, "")), Ok(PaymentStatus::Closed));
+    for code in ["ORDER_REVERSED", "ORDERREVERSED", "ORDER_CLOSED"] {
+        assert_eq!(
+            reverse(answer(400, &error_body(code))),
+            Ok(PaymentStatus::Closed),
+            "{code}"
+        );
+    }
+    assert_eq!(
+        reverse(answer(404, &error_body("ORDER_NOT_EXIST"))),
+        Ok(PaymentStatus::NotFound)
+    );
+    // Still paying: not reversed yet; the service queries.
+    for (status, code) in [(202, "USER_PAYING"), (400, "USERPAYING")] {
+        assert_eq!(
+            reverse(answer(status, &error_body(code))),
+            Ok(PaymentStatus::Pending),
+            "{code}"
+        );
+    }
+    assert_eq!(
+        rejected_code(reverse(answer(403, &error_body("NO_AUTH")))),
+        "NO_AUTH"
+    );
+    assert!(matches!(
+        reverse(answer(500, &error_body("SYSTEM_ERROR"))),
+        Err(AdapterError::Unknown(_))
+    ));
+    assert!(is_signature(reverse(unsigned(200, &revoked))));
 }
 
 fn refund_body(status: &str, refund_fen: i64) -> String {

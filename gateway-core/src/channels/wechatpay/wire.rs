@@ -67,6 +67,44 @@ pub(super) struct Close<'a> {
     pub mchid: &'a str,
 }
 
+/// `POST /v3/pay/transactions/codepay` (付款码支付): no `notify_url` and no `time_expire` —
+/// the answer is the outcome (or 202 `USER_PAYING`, then queries and a reverse).
+#[derive(Debug, Serialize)]
+pub(super) struct Codepay<'a> {
+    pub appid: &'a str,
+    pub mchid: &'a str,
+    pub description: &'a str,
+    pub out_trade_no: &'a str,
+    pub payer: CodepayPayer<'a>,
+    pub amount: PrepayAmount,
+    pub scene_info: CodepaySceneInfo<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct CodepayPayer<'a> {
+    /// The buyer's payment code as scanned (18 digits starting 10–15).
+    pub auth_code: &'a str,
+}
+
+/// `scene_info.store_info` is required by codepay; `out_id` is the merchant's own store code
+/// (`id` would be a WeChat-assigned store number, which the gateway does not have).
+#[derive(Debug, Serialize)]
+pub(super) struct CodepaySceneInfo<'a> {
+    pub store_info: StoreInfo<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct StoreInfo<'a> {
+    pub out_id: &'a str,
+}
+
+/// `POST /v3/pay/transactions/out-trade-no/{no}/reverse` (撤销, payment-code orders).
+#[derive(Debug, Serialize)]
+pub(super) struct Reverse<'a> {
+    pub mchid: &'a str,
+    pub appid: &'a str,
+}
+
 /// `POST /v3/refund/domestic/refunds`.
 #[derive(Debug, Serialize)]
 pub(super) struct RefundCreate<'a> {
