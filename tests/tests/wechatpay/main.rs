@@ -8,8 +8,9 @@
 // `cfg(test)` is always on here; it marks the modules as test code so clippy.toml's
 // allow-unwrap/expect/panic/indexing-in-tests covers their helpers too.
 #[cfg(test)]
-mod certificates;
+mod barcode;
 #[cfg(test)]
+mod certificates;
 mod close;
 #[cfg(test)]
 mod determinism;
