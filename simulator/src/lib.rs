@@ -10,6 +10,7 @@
 
 pub mod alipay;
 pub mod control;
+mod delivery;
 pub mod faults;
 mod money;
 pub mod wechatpay;

@@ -6,13 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use determinism::{format_rfc3339, job, EntropyExt, UnixMillis};
+use determinism::{job, EntropyExt, UnixMillis};
 use http::header::CONTENT_TYPE;
 
 use super::trade::TradeStatus;
 use super::wire;
 use super::{AlipayMock, State};
-use crate::control::{AttemptView, NotificationView};
+use crate::control::NotificationView;
+use crate::delivery::{DeliveryLog, Outcome};
 use crate::faults::{FaultKind, FiredFault};
 use crate::money::{format_yuan, parse_yuan};
 
@@ -55,24 +56,6 @@ impl NotifyEvent {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    Pending,
-    Acknowledged,
-    GivenUp,
-}
-
-#[derive(Debug, Clone)]
-struct Attempt {
-    attempt: u32,
-    at_ms: UnixMillis,
-    http_status: Option<u16>,
-    body_excerpt: String,
-    error: Option<String>,
-    accepted: bool,
-    fault: Option<&'static str>,
-}
-
 /// One notification and its delivery history.
 #[derive(Debug, Clone)]
 pub struct Notification {
@@ -83,9 +66,7 @@ pub struct Notification {
     status: &'static str,
     /// Every field except notify_time, sign_type and sign, which each attempt adds.
     params: BTreeMap<String, String>,
-    delivery: Delivery,
-    next_attempt_ms: Option<UnixMillis>,
-    attempts: Vec<Attempt>,
+    log: DeliveryLog,
 }
 
 impl Notification {
@@ -96,27 +77,9 @@ impl Notification {
             url: self.url.clone(),
             event: self.event.into(),
             status: self.status.into(),
-            state: match self.delivery {
-                Delivery::Pending => "pending",
-                Delivery::Acknowledged => "acknowledged",
-                Delivery::GivenUp => "given_up",
-            }
-            .into(),
-            next_attempt_at: self.next_attempt_ms.map(format_rfc3339),
-            attempts: self
-                .attempts
-                .iter()
-                .map(|attempt| AttemptView {
-                    attempt: attempt.attempt,
-                    at: format_rfc3339(attempt.at_ms),
-                    at_ms: attempt.at_ms,
-                    http_status: attempt.http_status,
-                    body_excerpt: attempt.body_excerpt.clone(),
-                    error: attempt.error.clone(),
-                    accepted: attempt.accepted,
-                    fault: attempt.fault.map(str::to_owned),
-                })
-                .collect(),
+            state: self.log.state_name().into(),
+            next_attempt_at: self.log.next_attempt_at(),
+            attempts: self.log.attempt_views(),
         }
     }
 }
@@ -124,14 +87,6 @@ impl Notification {
 /// One copy to send in an attempt.
 struct Outgoing {
     body: String,
-}
-
-/// What came back for one copy.
-struct Outcome {
-    http_status: Option<u16>,
-    body_excerpt: String,
-    error: Option<String>,
-    accepted: bool,
 }
 
 impl AlipayMock {
@@ -227,9 +182,7 @@ impl AlipayMock {
             event: event.name(),
             status: trade.status.name(),
             params,
-            delivery: Delivery::Pending,
-            next_attempt_ms: Some(now_ms),
-            attempts: Vec::new(),
+            log: DeliveryLog::new(now_ms),
         });
         self.schedule_attempt(index, 1, now_ms);
     }
@@ -255,10 +208,9 @@ impl AlipayMock {
             let Some(notification) = state.notifications.get_mut(index) else {
                 return;
             };
-            if notification.delivery != Delivery::Pending {
+            if !notification.log.begin() {
                 return;
             }
-            notification.next_attempt_ms = None;
             let fault = self.faults.take_for_notification();
             let outgoing = self.prepare(notification, now_ms, fault.as_ref());
             (
@@ -271,42 +223,17 @@ impl AlipayMock {
         for copy in outgoing {
             outcomes.push(self.send(&url, copy).await);
         }
-        if outcomes.is_empty() {
-            outcomes.push(Outcome {
-                http_status: None,
-                body_excerpt: String::new(),
-                error: Some("not sent: dropped by fault".into()),
-                accepted: false,
-            });
-        }
-        let accepted = outcomes.iter().any(|outcome| outcome.accepted);
-        let next_ms = usize::try_from(attempt)
-            .ok()
-            .and_then(|n| RETRY_DELAYS_MS.get(n.saturating_sub(1)))
-            .map(|delay| now_ms.saturating_add(*delay));
         let mut state = self.lock();
         let Some(notification) = state.notifications.get_mut(index) else {
             return;
         };
-        for outcome in outcomes {
-            notification.attempts.push(Attempt {
-                attempt,
-                at_ms: now_ms,
-                http_status: outcome.http_status,
-                body_excerpt: outcome.body_excerpt,
-                error: outcome.error,
-                accepted: outcome.accepted,
-                fault,
-            });
-        }
-        if accepted {
-            notification.delivery = Delivery::Acknowledged;
-        } else if let Some(next_ms) = next_ms {
-            notification.next_attempt_ms = Some(next_ms);
+        if let Some(next_ms) =
+            notification
+                .log
+                .record(attempt, now_ms, outcomes, fault, &RETRY_DELAYS_MS)
+        {
             drop(state);
             self.schedule_attempt(index, attempt.saturating_add(1), next_ms);
-        } else {
-            notification.delivery = Delivery::GivenUp;
         }
     }
 
