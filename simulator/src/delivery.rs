@@ -1,10 +1,65 @@
 //! Delivery bookkeeping shared by every mock channel's notifier: the state of one
 //! notification, every attempt with its outcome, and the retry decision on the channel's
 //! schedule. Channels keep what differs — building, signing and sending each copy.
+//!
+//! It also keeps what the notification faults need across attempts: an attempt held by
+//! `delay_notification` / `out_of_order_notification` (with the fault that held it), and the
+//! bytes of the first copy ever sent, which `replay_notification` re-sends verbatim.
 
-use determinism::{format_rfc3339, UnixMillis};
+use bytes::Bytes;
+use determinism::{format_rfc3339, EventId, UnixMillis};
+use http::HeaderMap;
 
 use crate::control::AttemptView;
+use crate::faults::{FaultKind, FiredFault};
+
+/// A copy of a notification exactly as it went on the wire.
+#[derive(Debug, Clone)]
+pub(crate) struct Captured {
+    /// Send order across the channel (older sends have smaller numbers).
+    pub(crate) sequence: u64,
+    /// The attempt it belonged to.
+    pub(crate) attempt: u32,
+    pub(crate) url: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Captured {
+    /// Captures `request` (before it is handed to the Transport).
+    pub(crate) fn of(request: &http::Request<Bytes>, sequence: u64, attempt: u32) -> Self {
+        Captured {
+            sequence,
+            attempt,
+            url: request.uri().to_string(),
+            headers: request.headers().clone(),
+            body: request.body().clone(),
+        }
+    }
+
+    /// The same request again, byte for byte.
+    pub(crate) fn request(&self) -> Result<http::Request<Bytes>, http::Error> {
+        let mut request = http::Request::post(&self.url).body(self.body.clone())?;
+        *request.headers_mut() = self.headers.clone();
+        Ok(request)
+    }
+}
+
+/// Where an attempt is in its life.
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Waiting for its scheduled job.
+    Idle,
+    /// Being prepared or sent.
+    InFlight,
+    /// Held by a fault until a scheduled release (or, `waiting`, the trade's next
+    /// notification being sent).
+    Held {
+        fault: FiredFault,
+        release: Option<EventId>,
+        waiting: bool,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Delivery {
@@ -38,6 +93,13 @@ pub(crate) struct DeliveryLog {
     delivery: Delivery,
     next_attempt_ms: Option<UnixMillis>,
     attempts: Vec<Attempt>,
+    /// The number of the attempt to send next (jobs for any other number are stale).
+    next_attempt: u32,
+    phase: Phase,
+    /// The job scheduled for the first attempt (cancelled when it is sent inline instead).
+    first_job: Option<EventId>,
+    /// The first copy ever sent.
+    first_sent: Option<Captured>,
 }
 
 impl DeliveryLog {
@@ -47,16 +109,116 @@ impl DeliveryLog {
             delivery: Delivery::Pending,
             next_attempt_ms: Some(first_attempt_ms),
             attempts: Vec::new(),
+            next_attempt: 1,
+            phase: Phase::Idle,
+            first_job: None,
+            first_sent: None,
         }
     }
 
-    /// Starts an attempt: false when the notification is no longer pending (nothing to send).
-    pub(crate) fn begin(&mut self) -> bool {
-        if self.delivery != Delivery::Pending {
+    /// Starts attempt number `attempt`: false when the notification is no longer pending, the
+    /// attempt is not the one due, or another job is already sending or holding it.
+    pub(crate) fn begin(&mut self, attempt: u32) -> bool {
+        if self.delivery != Delivery::Pending
+            || attempt != self.next_attempt
+            || !matches!(self.phase, Phase::Idle)
+        {
             return false;
         }
+        self.phase = Phase::InFlight;
         self.next_attempt_ms = None;
         true
+    }
+
+    /// Holds the attempt in flight until `until_ms` (when the `release` job is due); a
+    /// `waiting` hold is released earlier by [`DeliveryLog::wake`].
+    pub(crate) fn hold(
+        &mut self,
+        fault: FiredFault,
+        until_ms: UnixMillis,
+        release: Option<EventId>,
+        waiting: bool,
+    ) {
+        self.phase = Phase::Held {
+            fault,
+            release,
+            waiting,
+        };
+        self.next_attempt_ms = Some(until_ms);
+    }
+
+    /// Resumes held attempt number `attempt`: the fault that held it, or None when it is not
+    /// held any more (released by another job).
+    pub(crate) fn release(&mut self, attempt: u32) -> Option<FiredFault> {
+        if self.delivery != Delivery::Pending || attempt != self.next_attempt {
+            return None;
+        }
+        match std::mem::replace(&mut self.phase, Phase::InFlight) {
+            Phase::Held { fault, .. } => {
+                self.next_attempt_ms = None;
+                Some(fault)
+            }
+            other => {
+                self.phase = other;
+                None
+            }
+        }
+    }
+
+    /// A `waiting` hold whose awaited notification has been sent: it is now due at `now_ms`.
+    /// Returns the attempt to release and the release job to cancel, or None when the
+    /// notification is not waiting.
+    pub(crate) fn wake(&mut self, now_ms: UnixMillis) -> Option<(u32, Option<EventId>)> {
+        match &mut self.phase {
+            Phase::Held {
+                release, waiting, ..
+            } if *waiting => {
+                *waiting = false;
+                self.next_attempt_ms = Some(now_ms);
+                Some((self.next_attempt, release.take()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Notes the job scheduled for the first attempt.
+    pub(crate) fn set_first_job(&mut self, job: EventId) {
+        self.first_job = Some(job);
+    }
+
+    /// Takes the job scheduled for the first attempt, if it has not run.
+    pub(crate) fn take_first_job(&mut self) -> Option<EventId> {
+        if self.next_attempt == 1 && matches!(self.phase, Phase::Idle) {
+            self.first_job.take()
+        } else {
+            None
+        }
+    }
+
+    /// Keeps `copy` if it is the first copy ever sent.
+    pub(crate) fn capture(&mut self, copy: Captured) {
+        if self.first_sent.is_none() {
+            self.first_sent = Some(copy);
+        }
+    }
+
+    /// The first copy ever sent, if any.
+    pub(crate) fn first_sent(&self) -> Option<&Captured> {
+        self.first_sent.as_ref()
+    }
+
+    /// Records a `replay_notification` re-send of the captured copy: shown among the attempts
+    /// (under the captured copy's number), without changing the delivery state.
+    pub(crate) fn record_replay(&mut self, attempt: u32, now_ms: UnixMillis, outcome: Outcome) {
+        self.attempts.push(Attempt {
+            attempt,
+            at_ms: now_ms,
+            http_status: outcome.http_status,
+            body_excerpt: outcome.body_excerpt,
+            error: outcome.error,
+            accepted: outcome.accepted,
+            fault: Some(FaultKind::ReplayNotification.name()),
+        });
     }
 
     /// Records the outcomes of attempt number `attempt` (none: the fault dropped every copy)
@@ -80,6 +242,8 @@ impl DeliveryLog {
             });
         }
         let accepted = outcomes.iter().any(|outcome| outcome.accepted);
+        self.phase = Phase::Idle;
+        self.next_attempt = attempt.saturating_add(1);
         for outcome in outcomes {
             self.attempts.push(Attempt {
                 attempt,
@@ -132,5 +296,54 @@ impl DeliveryLog {
                 fault: attempt.fault.map(str::to_owned),
             })
             .collect()
+    }
+}
+
+/// One notification as the replay choice sees it: (merchant, trade, log).
+pub(crate) type ReplaySource<'a> = (&'a str, &'a str, &'a DeliveryLog);
+
+/// `replay_notification`'s choice: the index and copy of the oldest notification ever sent to
+/// `merchant` for `trade`, else for any of the merchant's trades.
+pub(crate) fn oldest_sent<'a>(
+    notifications: impl Iterator<Item = ReplaySource<'a>> + Clone,
+    merchant: &str,
+    trade: &str,
+) -> Option<(usize, Captured)> {
+    let oldest = |same_trade: bool| {
+        notifications
+            .clone()
+            .enumerate()
+            .filter(|(_, (m, t, _))| *m == merchant && (!same_trade || *t == trade))
+            .filter_map(|(index, (_, _, log))| log.first_sent().map(|copy| (index, copy)))
+            .min_by_key(|(_, copy)| copy.sequence)
+            .map(|(index, copy)| (index, copy.clone()))
+    };
+    oldest(true).or_else(|| oldest(false))
+}
+
+/// When an attempt held by `fault` is released: (due time, whether the trade's next
+/// notification releases it earlier). None for faults that do not hold attempts.
+pub(crate) fn hold_of(fault: &FiredFault, now_ms: UnixMillis) -> Option<(UnixMillis, bool)> {
+    let (hold_ms, waiting) = match fault.kind {
+        FaultKind::DelayNotification => (fault.param_u64("delay_ms").unwrap_or(0), false),
+        FaultKind::OutOfOrderNotification => (
+            fault
+                .param_u64("max_hold_ms")
+                .unwrap_or(crate::faults::DEFAULT_MAX_HOLD_MS),
+            true,
+        ),
+        _ => return None,
+    };
+    let hold_ms = i64::try_from(hold_ms.min(crate::faults::MAX_HOLD_MS)).unwrap_or(0);
+    Some((now_ms.saturating_add(hold_ms), waiting))
+}
+
+/// What a request failing before it reached the Transport is recorded as.
+pub(crate) fn unsendable(url: &str, error: &http::Error) -> Outcome {
+    Outcome {
+        http_status: None,
+        body_excerpt: String::new(),
+        error: Some(format!("invalid notify_url {url:?}: {error}")),
+        accepted: false,
     }
 }

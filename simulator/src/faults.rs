@@ -27,14 +27,22 @@ pub enum FaultScope {
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     BadResponseSignature,
+    UnsignedResponse,
     ErrorCode,
     SystemError,
     #[serde(rename = "http_500")]
     Http500,
+    MalformedBody,
     DuplicateNotification,
     ForgedNotification,
     TamperedNotificationAmount,
     DropNotification,
+    DelayNotification,
+    OutOfOrderNotification,
+    ReplayNotification,
+    ConflictingStatusNotification,
+    UnknownSerial,
+    NotifyBeforeResponse,
     SigntestResponse,
     RefundAbnormal,
     RefundClosed,
@@ -42,43 +50,65 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// The whole catalogue, in documentation order.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 19] = [
         FaultKind::BadResponseSignature,
+        FaultKind::UnsignedResponse,
         FaultKind::ErrorCode,
         FaultKind::SystemError,
         FaultKind::Http500,
+        FaultKind::MalformedBody,
         FaultKind::DuplicateNotification,
         FaultKind::ForgedNotification,
         FaultKind::TamperedNotificationAmount,
         FaultKind::DropNotification,
+        FaultKind::DelayNotification,
+        FaultKind::OutOfOrderNotification,
+        FaultKind::ReplayNotification,
+        FaultKind::ConflictingStatusNotification,
+        FaultKind::UnknownSerial,
+        FaultKind::NotifyBeforeResponse,
         FaultKind::SigntestResponse,
         FaultKind::RefundAbnormal,
         FaultKind::RefundClosed,
     ];
 
     /// The faults every channel supports; the rest are channel-specific (see each doc line).
-    pub const COMMON: [FaultKind; 8] = [
+    pub const COMMON: [FaultKind; 14] = [
         FaultKind::BadResponseSignature,
+        FaultKind::UnsignedResponse,
         FaultKind::ErrorCode,
         FaultKind::SystemError,
         FaultKind::Http500,
+        FaultKind::MalformedBody,
         FaultKind::DuplicateNotification,
         FaultKind::ForgedNotification,
         FaultKind::TamperedNotificationAmount,
         FaultKind::DropNotification,
+        FaultKind::DelayNotification,
+        FaultKind::OutOfOrderNotification,
+        FaultKind::ReplayNotification,
+        FaultKind::ConflictingStatusNotification,
     ];
 
     /// The name used on the control plane.
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::BadResponseSignature => "bad_response_signature",
+            FaultKind::UnsignedResponse => "unsigned_response",
             FaultKind::ErrorCode => "error_code",
             FaultKind::SystemError => "system_error",
             FaultKind::Http500 => "http_500",
+            FaultKind::MalformedBody => "malformed_body",
             FaultKind::DuplicateNotification => "duplicate_notification",
             FaultKind::ForgedNotification => "forged_notification",
             FaultKind::TamperedNotificationAmount => "tampered_notification_amount",
             FaultKind::DropNotification => "drop_notification",
+            FaultKind::DelayNotification => "delay_notification",
+            FaultKind::OutOfOrderNotification => "out_of_order_notification",
+            FaultKind::ReplayNotification => "replay_notification",
+            FaultKind::ConflictingStatusNotification => "conflicting_status_notification",
+            FaultKind::UnknownSerial => "unknown_serial",
+            FaultKind::NotifyBeforeResponse => "notify_before_response",
             FaultKind::SigntestResponse => "signtest_response",
             FaultKind::RefundAbnormal => "refund_abnormal",
             FaultKind::RefundClosed => "refund_closed",
@@ -91,6 +121,9 @@ impl FaultKind {
             FaultKind::BadResponseSignature => {
                 "The request is processed normally but the response carries a signature that does not verify."
             }
+            FaultKind::UnsignedResponse => {
+                "The request is processed normally but the answer carries no signature (Alipay: no sign field; WeChat Pay: no Wechatpay-Signature header)."
+            }
             FaultKind::ErrorCode => {
                 "Answer the channel's error with params code/msg/sub_code/sub_msg (default 40004 ACQ.SYSTEM_ERROR) without executing; params.executed=true executes first."
             }
@@ -98,7 +131,10 @@ impl FaultKind {
                 "Answer 'system busy, outcome unknown' (Alipay 20000 ACQ.SYSTEM_ERROR) without executing; params.executed=true executes first."
             }
             FaultKind::Http500 => {
-                "Answer HTTP 500 with a plain-text body instead of a protocol response; params.executed=true executes first."
+                "Answer HTTP params.status (500-599, default 500) with a plain-text body instead of a protocol response; params.executed=true executes first."
+            }
+            FaultKind::MalformedBody => {
+                "Answer HTTP 200 with the channel's JSON content type but a body that is not JSON (cut mid-object plus garbage); params.executed (default true) executes first."
             }
             FaultKind::DuplicateNotification => {
                 "Send a notification attempt params.copies times (default 2) back to back."
@@ -111,6 +147,24 @@ impl FaultKind {
             }
             FaultKind::DropNotification => {
                 "Lose a notification attempt: nothing is sent, the retry schedule goes on."
+            }
+            FaultKind::DelayNotification => {
+                "Hold a notification attempt params.delay_ms (required, at most 7 days) before sending it; the retry schedule continues from when it is sent."
+            }
+            FaultKind::OutOfOrderNotification => {
+                "Hold a notification attempt until the trade's next notification has been sent, then send it; at most params.max_hold_ms (default 1 h)."
+            }
+            FaultKind::ReplayNotification => {
+                "Before the attempt, re-send byte for byte the oldest notification already sent to the merchant (the same trade's if any); then send the attempt."
+            }
+            FaultKind::ConflictingStatusNotification => {
+                "Send a correctly signed attempt whose status contradicts the trade's (params.status; default closed when paid, success otherwise); the trade does not change."
+            }
+            FaultKind::UnknownSerial => {
+                "Process the request and sign the answer correctly, but name a key the merchant never saw (WeChat Pay Wechatpay-Serial; Alipay alipay_cert_sn, certificate mode only); params.serial sets it."
+            }
+            FaultKind::NotifyBeforeResponse => {
+                "Alipay only (trade.pay, refund, close, cancel): deliver the first attempt of the notification the request queues before answering the request."
             }
             FaultKind::SigntestResponse => {
                 "WeChat Pay only: process the request, but put a WECHATPAY/SIGNTEST/ signature (never verifies) in Wechatpay-Signature."
@@ -128,15 +182,23 @@ impl FaultKind {
     pub fn scope(self) -> FaultScope {
         match self {
             FaultKind::BadResponseSignature
+            | FaultKind::UnsignedResponse
             | FaultKind::ErrorCode
             | FaultKind::SystemError
             | FaultKind::Http500
+            | FaultKind::MalformedBody
+            | FaultKind::UnknownSerial
+            | FaultKind::NotifyBeforeResponse
             | FaultKind::SigntestResponse => FaultScope::Request,
             FaultKind::RefundAbnormal | FaultKind::RefundClosed => FaultScope::Refund,
             FaultKind::DuplicateNotification
             | FaultKind::ForgedNotification
             | FaultKind::TamperedNotificationAmount
-            | FaultKind::DropNotification => FaultScope::Notification,
+            | FaultKind::DropNotification
+            | FaultKind::DelayNotification
+            | FaultKind::OutOfOrderNotification
+            | FaultKind::ReplayNotification
+            | FaultKind::ConflictingStatusNotification => FaultScope::Notification,
         }
     }
 
@@ -208,9 +270,75 @@ impl FiredFault {
         matches!(self.params.get(name), Some(Value::Bool(true)))
     }
 
+    /// A boolean parameter, `default` when absent or not a boolean.
+    pub fn param_bool_or(&self, name: &str, default: bool) -> bool {
+        match self.params.get(name) {
+            Some(Value::Bool(value)) => *value,
+            _ => default,
+        }
+    }
+
     /// A non-negative integer parameter.
     pub fn param_u64(&self, name: &str) -> Option<u64> {
         self.params.get(name).and_then(Value::as_u64)
+    }
+}
+
+/// `malformed_body`: the first half of a JSON answer (which starts with `{`, so the result
+/// never closes) followed by bytes that are not JSON.
+pub(crate) fn malformed(text: &str) -> String {
+    let mut cut = text.len() / 2;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}<!-- paysim fault malformed_body -->",
+        text.get(..cut.max(1)).unwrap_or(text)
+    )
+}
+
+/// The longest `delay_notification` / `out_of_order_notification` hold: 7 days.
+pub const MAX_HOLD_MS: u64 = 7 * 24 * 3_600_000;
+/// How long `out_of_order_notification` waits for the next notification by default: 1 h.
+pub const DEFAULT_MAX_HOLD_MS: u64 = 3_600_000;
+
+/// Checks the parameters the catalogue constrains (the others are read leniently).
+fn check_params(kind: FaultKind, params: &Map<String, Value>) -> Result<(), ControlError> {
+    let invalid = |message: String| ControlError::bad_request("invalid_params", message);
+    let integer = |name: &str, low: u64, high: u64, required: bool| match params.get(name) {
+        None if !required => Ok(()),
+        None => Err(invalid(format!(
+            "fault {} needs params.{name} (an integer from {low} to {high})",
+            kind.name()
+        ))),
+        Some(value) => match value.as_u64() {
+            Some(n) if (low..=high).contains(&n) => Ok(()),
+            _ => Err(invalid(format!(
+                "params.{name} of fault {} must be an integer from {low} to {high}, got {value}",
+                kind.name()
+            ))),
+        },
+    };
+    match kind {
+        FaultKind::Http500 => integer("status", 500, 599, false),
+        FaultKind::DelayNotification => integer("delay_ms", 1, MAX_HOLD_MS, true),
+        FaultKind::OutOfOrderNotification => integer("max_hold_ms", 1, MAX_HOLD_MS, false),
+        FaultKind::ConflictingStatusNotification | FaultKind::UnknownSerial => {
+            let name = if kind == FaultKind::UnknownSerial {
+                "serial"
+            } else {
+                "status"
+            };
+            match params.get(name) {
+                None => Ok(()),
+                Some(Value::String(text)) if !text.is_empty() && text.is_ascii() => Ok(()),
+                Some(value) => Err(invalid(format!(
+                    "params.{name} of fault {} must be a non-empty ASCII string, got {value}",
+                    kind.name()
+                ))),
+            }
+        }
+        _ => Ok(()),
     }
 }
 
@@ -226,6 +354,8 @@ pub struct FaultBoard {
     board: Mutex<Board>,
     /// The kinds this channel can commit; arming another is refused.
     supported: Vec<FaultKind>,
+    /// Request faults that only some API methods can commit (besides `*`).
+    restricted: Vec<(FaultKind, Vec<&'static str>)>,
 }
 
 impl Default for FaultBoard {
@@ -245,7 +375,15 @@ impl FaultBoard {
         Self {
             board: Mutex::new(Board::default()),
             supported: kinds.to_vec(),
+            restricted: Vec::new(),
         }
+    }
+
+    /// Limits the explicit targets of the request fault `kind` to `targets` (`*` stays
+    /// allowed: it fires on the next request, whichever it is).
+    pub fn restrict_targets(mut self, kind: FaultKind, targets: &[&'static str]) -> Self {
+        self.restricted.push((kind, targets.to_vec()));
+        self
     }
 
     /// Arms `spec` after checking its fault name and that its target suits the fault's
@@ -274,13 +412,19 @@ impl FaultBoard {
             || match kind.scope() {
                 FaultScope::Notification => spec.target == NOTIFY_TARGET,
                 FaultScope::Refund => spec.target == REFUND_TARGET,
-                FaultScope::Request => request_targets.contains(&spec.target.as_str()),
+                FaultScope::Request => self
+                    .restricted_targets(kind)
+                    .unwrap_or(request_targets)
+                    .contains(&spec.target.as_str()),
             };
         if !target_ok {
             let expected = match kind.scope() {
                 FaultScope::Notification => format!("{NOTIFY_TARGET:?} or \"*\""),
                 FaultScope::Refund => format!("{REFUND_TARGET:?} or \"*\""),
-                FaultScope::Request => format!("\"*\" or one of {request_targets:?}"),
+                FaultScope::Request => format!(
+                    "\"*\" or one of {:?}",
+                    self.restricted_targets(kind).unwrap_or(request_targets)
+                ),
             };
             return Err(ControlError::bad_request(
                 "invalid_target",
@@ -297,6 +441,7 @@ impl FaultBoard {
                 "times must be at least 1",
             ));
         }
+        check_params(kind, &spec.params)?;
         let mut board = self.lock();
         board.next_id = board.next_id.saturating_add(1);
         let armed = ArmedFault {
@@ -309,6 +454,13 @@ impl FaultBoard {
         };
         board.armed.push(armed.clone());
         Ok(armed)
+    }
+
+    fn restricted_targets(&self, kind: FaultKind) -> Option<&[&'static str]> {
+        self.restricted
+            .iter()
+            .find(|(restricted, _)| *restricted == kind)
+            .map(|(_, targets)| targets.as_slice())
     }
 
     /// The armed faults (including spent ones, with `remaining` 0), in arming order.

@@ -22,10 +22,44 @@ use crate::faults::{FaultKind, FiredFault};
 
 /// What the gateway sends back.
 enum Reply {
-    /// A signed node (`corrupt_signature`: the bad_response_signature fault).
-    Node { node: Node, corrupt_signature: bool },
-    /// The http_500 fault.
-    Http500,
+    /// A node, signed (or not) as `wire` says.
+    Node { node: Node, wire: Wire },
+    /// The http_500 fault, with its status (500–599).
+    Http500 { status: u16 },
+}
+
+/// How a node goes on the wire (request faults that keep the node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wire {
+    /// Signed over the node bytes.
+    Genuine,
+    /// `bad_response_signature`: a well-formed signature over other bytes.
+    Corrupt,
+    /// `unsigned_response`: no `sign` field.
+    Unsigned,
+    /// `unknown_serial`: signed, but `alipay_cert_sn` names this unknown certificate.
+    UnknownSn(String),
+    /// `malformed_body`: the signed text cut mid-object, plus garbage.
+    Malformed,
+}
+
+impl Reply {
+    fn genuine(node: Node) -> Self {
+        Reply::Node {
+            node,
+            wire: Wire::Genuine,
+        }
+    }
+}
+
+/// What `unknown_serial` names by default: an SN shaped like a real one (32 hex digits) that
+/// no Alipay certificate has.
+fn unknown_cert_sn() -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(b"paysim: an alipay certificate the merchant never downloaded")
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 pub(super) async fn handle(
@@ -53,31 +87,52 @@ pub(super) async fn handle(
     {
         return mock.open_cashier(&params, now_ms, exchange);
     }
-    let reply = mock.answer(&params, now_ms, &mut exchange);
+    let (reply, inline) = mock.answer(&params, now_ms, &mut exchange);
+    // notify_before_response: the notifications this request queued go out first.
+    for index in inline {
+        Arc::clone(&mock).deliver(index, 1, false).await;
+    }
     let response = match reply {
-        Reply::Node {
-            node,
-            corrupt_signature,
-        } => {
+        Reply::Node { node, wire } => {
             exchange.code = node.get("code").and_then(Value::as_str).map(str::to_owned);
             exchange.sub_code = node
                 .get("sub_code")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             let node_json = node.to_json();
-            let sign = if corrupt_signature {
+            let sign = if wire == Wire::Corrupt {
                 // A well-formed signature over other bytes: it parses, but never verifies.
                 mock.signing_key
                     .sign_base64(format!("{node_json}#tampered").as_bytes())
             } else {
                 mock.signing_key.sign_base64(node_json.as_bytes())
             };
-            let text = wire::response_body_with_cert_sn(
-                &wire::node_name(api.as_deref()),
-                &node_json,
-                &sign,
-                mock.response_cert_sn(params.non_empty("app_id")),
-            );
+            let cert_sn = mock.response_cert_sn(params.non_empty("app_id"));
+            let name = wire::node_name(api.as_deref());
+            let text = match &wire {
+                Wire::Unsigned => {
+                    let mut text = format!("{{{}:{node_json}", Value::String(name));
+                    if let Some(sn) = cert_sn {
+                        text.push_str(",\"alipay_cert_sn\":");
+                        text.push_str(&Value::String(sn.to_owned()).to_string());
+                    }
+                    text.push('}');
+                    text
+                }
+                // Only a certificate-mode app's answer names a certificate at all.
+                Wire::UnknownSn(unknown) => wire::response_body_with_cert_sn(
+                    &name,
+                    &node_json,
+                    &sign,
+                    cert_sn.map(|_| unknown.as_str()),
+                ),
+                Wire::Malformed => crate::faults::malformed(&wire::response_body_with_cert_sn(
+                    &name, &node_json, &sign, cert_sn,
+                )),
+                Wire::Genuine | Wire::Corrupt => {
+                    wire::response_body_with_cert_sn(&name, &node_json, &sign, cert_sn)
+                }
+            };
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
@@ -85,12 +140,17 @@ pub(super) async fn handle(
             )
                 .into_response()
         }
-        Reply::Http500 => {
-            exchange.http_status = 500;
+        Reply::Http500 { status } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            exchange.http_status = status.as_u16();
             (
-                StatusCode::INTERNAL_SERVER_ERROR,
+                status,
                 [(header::CONTENT_TYPE, "text/plain;charset=utf-8")],
-                "Internal Server Error (paysim fault http_500)",
+                format!(
+                    "{} {} (paysim fault http_500)",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("Server Error")
+                ),
             )
                 .into_response()
         }
@@ -159,27 +219,21 @@ impl AlipayMock {
         state.exchanges.push(exchange);
     }
 
-    fn answer(&self, params: &Params, now_ms: i64, exchange: &mut Exchange) -> Reply {
+    /// The reply, and the notifications (`notify_before_response`) to deliver before it.
+    fn answer(&self, params: &Params, now_ms: i64, exchange: &mut Exchange) -> (Reply, Vec<usize>) {
         if params.non_empty("method") == Some(APP_PAY_METHOD) {
-            return Reply::Node {
-                node: ApiError::invalid(
-                    "isv.invalid-method",
-                    "不存在的方法名: alipay.trade.app.pay is not a gateway call; the merchant \
-                     signs an order string for the app, which hands it to the wallet \
-                     (simulated at POST /alipay/wallet/app-pay)",
-                )
-                .into_node(),
-                corrupt_signature: false,
-            };
+            let node = ApiError::invalid(
+                "isv.invalid-method",
+                "不存在的方法名: alipay.trade.app.pay is not a gateway call; the merchant \
+                 signs an order string for the app, which hands it to the wallet \
+                 (simulated at POST /alipay/wallet/app-pay)",
+            )
+            .into_node();
+            return (Reply::genuine(node), Vec::new());
         }
         let checked = match self.check_request(params, exchange, &METHODS) {
             Ok(checked) => checked,
-            Err(error) => {
-                return Reply::Node {
-                    node: error.into_node(),
-                    corrupt_signature: false,
-                }
-            }
+            Err(error) => return (Reply::genuine(error.into_node()), Vec::new()),
         };
         let fault = self.faults.take_for_request(checked.method);
         exchange.fault = fault.as_ref().map(|f| f.kind.name().to_owned());
@@ -198,24 +252,44 @@ impl AlipayMock {
             exchange.out_trade_no = out_trade_no;
             node
         };
-        match fault {
-            None => Reply::Node {
-                node: run(),
-                corrupt_signature: false,
-            },
-            Some(fault) => {
-                if fault.param_bool("executed") || fault.kind == FaultKind::BadResponseSignature {
-                    let node = run();
-                    if fault.kind == FaultKind::BadResponseSignature {
-                        return Reply::Node {
-                            node,
-                            corrupt_signature: true,
-                        };
-                    }
-                }
-                faulted_reply(&fault)
+        let Some(fault) = fault else {
+            return (Reply::genuine(run()), Vec::new());
+        };
+        let wire = match fault.kind {
+            FaultKind::BadResponseSignature => Some(Wire::Corrupt),
+            FaultKind::UnsignedResponse => Some(Wire::Unsigned),
+            FaultKind::UnknownSerial => Some(Wire::UnknownSn(
+                fault.param_str("serial").unwrap_or_else(unknown_cert_sn),
+            )),
+            FaultKind::MalformedBody if fault.param_bool_or("executed", true) => {
+                Some(Wire::Malformed)
             }
+            FaultKind::MalformedBody => {
+                // Not executed: the cut text is that of an "outcome unknown" answer.
+                let node = ApiError::system_error().into_node();
+                return (
+                    Reply::Node {
+                        node,
+                        wire: Wire::Malformed,
+                    },
+                    Vec::new(),
+                );
+            }
+            FaultKind::NotifyBeforeResponse => {
+                let from = self.notification_count();
+                let node = run();
+                let inline = self.take_queued_since(from, exchange.out_trade_no.as_deref());
+                return (Reply::genuine(node), inline);
+            }
+            _ => None,
+        };
+        if let Some(wire) = wire {
+            return (Reply::Node { node: run(), wire }, Vec::new());
         }
+        if fault.param_bool("executed") {
+            run();
+        }
+        (faulted_reply(&fault), Vec::new())
     }
 
     /// The common-parameter checks, in a fixed order, ending with the signature; `accepted`
@@ -395,11 +469,14 @@ pub(super) struct Checked<'p> {
 /// The answer an `error_code`, `system_error` or `http_500` fault substitutes.
 fn faulted_reply(fault: &FiredFault) -> Reply {
     match fault.kind {
-        FaultKind::Http500 => Reply::Http500,
-        FaultKind::SystemError => Reply::Node {
-            node: ApiError::system_error().into_node(),
-            corrupt_signature: false,
+        FaultKind::Http500 => Reply::Http500 {
+            status: fault
+                .param_u64("status")
+                .and_then(|status| u16::try_from(status).ok())
+                .filter(|status| (500..=599).contains(status))
+                .unwrap_or(500),
         },
+        FaultKind::SystemError => Reply::genuine(ApiError::system_error().into_node()),
         FaultKind::ErrorCode => {
             let code = fault.param_str("code").unwrap_or_else(|| "40004".into());
             let msg = fault
@@ -411,24 +488,27 @@ fn faulted_reply(fault: &FiredFault) -> Reply {
             let sub_msg = fault
                 .param_str("sub_msg")
                 .unwrap_or_else(|| "系统错误".into());
-            Reply::Node {
-                node: ApiError::custom(&code, &msg, &sub_code, &sub_msg),
-                corrupt_signature: false,
-            }
+            Reply::genuine(ApiError::custom(&code, &msg, &sub_code, &sub_msg))
         }
-        // Notification faults never reach the request path (the board filters by scope);
-        // answering normally would hide that, so this is a system error too.
+        // Notification faults never reach the request path (the board filters by scope), and
+        // the others are answered before this; answering normally would hide a mistake, so
+        // this is a system error too.
         FaultKind::BadResponseSignature
+        | FaultKind::UnsignedResponse
+        | FaultKind::MalformedBody
+        | FaultKind::UnknownSerial
+        | FaultKind::NotifyBeforeResponse
         | FaultKind::DuplicateNotification
         | FaultKind::ForgedNotification
         | FaultKind::TamperedNotificationAmount
         | FaultKind::DropNotification
+        | FaultKind::DelayNotification
+        | FaultKind::OutOfOrderNotification
+        | FaultKind::ReplayNotification
+        | FaultKind::ConflictingStatusNotification
         | FaultKind::SigntestResponse
         | FaultKind::RefundAbnormal
-        | FaultKind::RefundClosed => Reply::Node {
-            node: ApiError::system_error().into_node(),
-            corrupt_signature: false,
-        },
+        | FaultKind::RefundClosed => Reply::genuine(ApiError::system_error().into_node()),
     }
 }
 

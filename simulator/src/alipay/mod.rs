@@ -25,7 +25,7 @@ use crate::control::{
     trade_not_found, BuyerAction, ChannelSummary, ControlError, ExchangeView, MockChannel,
     RefundView, SettlementView, SignatureVerdict, TradeView,
 };
-use crate::faults::FaultBoard;
+use crate::faults::{FaultBoard, FaultKind};
 use crate::money::format_yuan;
 use crate::{SimulatorError, SimulatorParts};
 
@@ -152,6 +152,8 @@ struct State {
     bill_links: HashMap<String, bill::BillLink>,
     exchanges: Vec<Exchange>,
     next_sequence: u64,
+    /// Notification copies sent so far (orders the captured copies replay picks from).
+    notify_sends: u64,
 }
 
 impl State {
@@ -231,6 +233,7 @@ impl AlipayMock {
             let registered = register_app(app, cert_mode.is_some())?;
             apps.insert(app.app_id.clone(), registered);
         }
+        let faults = alipay_faults(cert_mode.is_some());
         Ok(Arc::new_cyclic(|this| Self {
             seller_id: config.seller_id,
             apps: std::sync::RwLock::new(apps),
@@ -242,7 +245,7 @@ impl AlipayMock {
             entropy: Arc::clone(&parts.entropy),
             transport: Arc::clone(&parts.transport),
             base_url: base_url.to_owned(),
-            faults: FaultBoard::new(),
+            faults,
             state: Mutex::new(State::default()),
             this: this.clone(),
         }))
@@ -342,6 +345,27 @@ impl AlipayMock {
                 .collect(),
         }
     }
+}
+
+/// The methods whose execution can queue a notification (`notify_before_response` targets):
+/// barcode pay, refunds, and closes/cancels of products that notify TRADE_CLOSED.
+pub const NOTIFYING_METHODS: [&str; 4] = [
+    "alipay.trade.pay",
+    "alipay.trade.refund",
+    "alipay.trade.close",
+    "alipay.trade.cancel",
+];
+
+/// The common faults, `notify_before_response`, and `unknown_serial` when the mock has
+/// certificates (only certificate-mode answers name a certificate).
+fn alipay_faults(have_certificates: bool) -> FaultBoard {
+    let mut kinds = FaultKind::COMMON.to_vec();
+    if have_certificates {
+        kinds.push(FaultKind::UnknownSerial);
+    }
+    kinds.push(FaultKind::NotifyBeforeResponse);
+    FaultBoard::supporting(&kinds)
+        .restrict_targets(FaultKind::NotifyBeforeResponse, &NOTIFYING_METHODS)
 }
 
 /// Parses the gateway's certificates: the Alipay certificate must carry the public half of the

@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use determinism::{job, EntropyExt, UnixMillis};
+use determinism::{job, EntropyExt, EventId, UnixMillis};
 use http::header::CONTENT_TYPE;
 
 use super::trade::TradeStatus;
 use super::wire;
 use super::{AlipayMock, State};
 use crate::control::NotificationView;
-use crate::delivery::{DeliveryLog, Outcome};
+use crate::delivery::{self, Captured, DeliveryLog, Outcome};
 use crate::faults::{FaultKind, FiredFault};
 use crate::money::{format_yuan, parse_yuan};
 
@@ -60,6 +60,10 @@ impl NotifyEvent {
 #[derive(Debug, Clone)]
 pub struct Notification {
     index: usize,
+    /// The app it was sent for (replay picks among the same merchant's notifications).
+    merchant: String,
+    /// The trade's out_trade_no.
+    trade: String,
     notify_id: String,
     url: String,
     event: &'static str,
@@ -175,8 +179,12 @@ impl AlipayMock {
             }
         }
         trade.notifications.push(index);
+        let merchant = trade.app_id.clone();
+        let trade_key = key.to_owned();
         state.notifications.push(Notification {
             index,
+            merchant,
+            trade: trade_key,
             notify_id,
             url,
             event: event.name(),
@@ -184,56 +192,179 @@ impl AlipayMock {
             params,
             log: DeliveryLog::new(now_ms),
         });
-        self.schedule_attempt(index, 1, now_ms);
+        let first = self.schedule_attempt(index, 1, now_ms, false);
+        if let Some(notification) = state.notifications.get_mut(index) {
+            notification.log.set_first_job(first);
+        }
     }
 
-    fn schedule_attempt(&self, index: usize, attempt: u32, at_ms: UnixMillis) {
+    /// Schedules attempt `attempt` (`held`: the release of an attempt a fault held).
+    fn schedule_attempt(
+        &self,
+        index: usize,
+        attempt: u32,
+        at_ms: UnixMillis,
+        held: bool,
+    ) -> EventId {
         let this = self.this.clone();
+        let what = if held { "release" } else { "attempt" };
         self.scheduler.schedule_at(
             at_ms,
-            format!("alipay notify ntf_{} attempt {attempt}", index + 1),
+            format!("alipay notify ntf_{} {what} {attempt}", index + 1),
             job(move || async move {
                 if let Some(mock) = this.upgrade() {
-                    mock.deliver(index, attempt).await;
+                    mock.deliver(index, attempt, held).await;
                 }
             }),
-        );
+        )
     }
 
-    /// Runs one delivery attempt (possibly faulted), records it, schedules the next.
-    async fn deliver(self: Arc<Self>, index: usize, attempt: u32) {
+    /// The notifications queued since the list had `from` entries for `out_trade_no`, for
+    /// `notify_before_response`: their first attempt is taken off the scheduler, to be run
+    /// inline by the caller.
+    pub(super) fn take_queued_since(&self, from: usize, out_trade_no: Option<&str>) -> Vec<usize> {
+        let mut state = self.lock();
+        let mut inline = Vec::new();
+        for notification in state.notifications.iter_mut().skip(from) {
+            if out_trade_no.is_some_and(|no| no != notification.trade) {
+                continue;
+            }
+            if let Some(job) = notification.log.take_first_job() {
+                // Not cancelled: its job has started, so it is being sent anyway.
+                if self.scheduler.cancel(job) {
+                    inline.push(notification.index);
+                }
+            }
+        }
+        inline
+    }
+
+    /// How many notifications exist (the mark `take_queued_since` counts from).
+    pub(super) fn notification_count(&self) -> usize {
+        self.lock().notifications.len()
+    }
+
+    /// Runs one delivery attempt (possibly faulted), records it, schedules the next. `held`:
+    /// the attempt was held by a fault and is now released.
+    pub(super) async fn deliver(self: Arc<Self>, index: usize, attempt: u32, held: bool) {
         let now_ms = self.now_ms();
-        let (url, outgoing, fault) = {
+        let (url, outgoing, fault, replay) = {
             let mut state = self.lock();
+            let paid = state
+                .notifications
+                .get(index)
+                .and_then(|n| state.trades.get(&n.trade))
+                .is_some_and(|t| {
+                    matches!(
+                        t.status,
+                        TradeStatus::TradeSuccess | TradeStatus::TradeFinished
+                    )
+                });
             let Some(notification) = state.notifications.get_mut(index) else {
                 return;
             };
-            if !notification.log.begin() {
-                return;
+            let fault = if held {
+                match notification.log.release(attempt) {
+                    Some(fault) => Some(fault),
+                    None => return,
+                }
+            } else {
+                if !notification.log.begin(attempt) {
+                    return;
+                }
+                let fault = self.faults.take_for_notification();
+                if let Some(fault) = &fault {
+                    if let Some((until_ms, waiting)) = delivery::hold_of(fault, now_ms) {
+                        let release = self.schedule_attempt(index, attempt, until_ms, true);
+                        notification
+                            .log
+                            .hold(fault.clone(), until_ms, Some(release), waiting);
+                        return;
+                    }
+                }
+                fault
+            };
+            let outgoing = self.prepare(notification, now_ms, fault.as_ref(), paid);
+            let url = notification.url.clone();
+            let (merchant, trade) = (notification.merchant.clone(), notification.trade.clone());
+            let replay = match &fault {
+                Some(fault) if fault.kind == FaultKind::ReplayNotification => {
+                    delivery::oldest_sent(
+                        state
+                            .notifications
+                            .iter()
+                            .map(|n| (n.merchant.as_str(), n.trade.as_str(), &n.log)),
+                        &merchant,
+                        &trade,
+                    )
+                }
+                _ => None,
+            };
+            (url, outgoing, fault.map(|f| f.kind.name()), replay)
+        };
+        let replayed = match replay {
+            Some((replayed, copy)) => {
+                let outcome = match copy.request() {
+                    Ok(request) => self.transmit(request).await,
+                    Err(error) => delivery::unsendable(&copy.url, &error),
+                };
+                Some((replayed, copy.attempt, outcome))
             }
-            let fault = self.faults.take_for_notification();
-            let outgoing = self.prepare(notification, now_ms, fault.as_ref());
-            (
-                notification.url.clone(),
-                outgoing,
-                fault.map(|f| f.kind.name()),
-            )
+            None => None,
         };
         let mut outcomes = Vec::new();
+        let mut first_copy = None;
         for copy in outgoing {
-            outcomes.push(self.send(&url, copy).await);
+            match self.build(&url, copy) {
+                Ok(request) => {
+                    if first_copy.is_none() {
+                        first_copy = Some(Captured::of(&request, 0, attempt));
+                    }
+                    outcomes.push(self.transmit(request).await);
+                }
+                Err(error) => outcomes.push(delivery::unsendable(&url, &error)),
+            }
         }
         let mut state = self.lock();
+        if let Some((replayed, replayed_attempt, outcome)) = replayed {
+            if let Some(notification) = state.notifications.get_mut(replayed) {
+                notification
+                    .log
+                    .record_replay(replayed_attempt, now_ms, outcome);
+            }
+        }
+        let sent = first_copy.is_some();
+        if let Some(mut copy) = first_copy {
+            state.notify_sends = state.notify_sends.saturating_add(1);
+            copy.sequence = state.notify_sends;
+            if let Some(notification) = state.notifications.get_mut(index) {
+                notification.log.capture(copy);
+            }
+        }
         let Some(notification) = state.notifications.get_mut(index) else {
             return;
         };
-        if let Some(next_ms) =
-            notification
-                .log
-                .record(attempt, now_ms, outcomes, fault, &RETRY_DELAYS_MS)
-        {
-            drop(state);
-            self.schedule_attempt(index, attempt.saturating_add(1), next_ms);
+        let next = notification
+            .log
+            .record(attempt, now_ms, outcomes, fault, &RETRY_DELAYS_MS);
+        let (merchant, trade) = (notification.merchant.clone(), notification.trade.clone());
+        if let Some(next_ms) = next {
+            self.schedule_attempt(index, attempt.saturating_add(1), next_ms, false);
+        }
+        if sent {
+            // out_of_order_notification: earlier notifications of this trade held for this one
+            // go out right after it.
+            for earlier in state.notifications.iter_mut().take(index) {
+                if earlier.merchant != merchant || earlier.trade != trade {
+                    continue;
+                }
+                if let Some((held_attempt, release)) = earlier.log.wake(now_ms) {
+                    if let Some(release) = release {
+                        self.scheduler.cancel(release);
+                    }
+                    self.schedule_attempt(earlier.index, held_attempt, now_ms, true);
+                }
+            }
         }
     }
 
@@ -244,6 +375,7 @@ impl AlipayMock {
         notification: &Notification,
         now_ms: UnixMillis,
         fault: Option<&FiredFault>,
+        paid: bool,
     ) -> Vec<Outgoing> {
         let mut params = notification.params.clone();
         params.insert("notify_time".into(), wire::format_beijing(now_ms));
@@ -280,11 +412,31 @@ impl AlipayMock {
                     genuine
                 }
             }
+            Some((FaultKind::ConflictingStatusNotification, fault)) => {
+                // Correctly signed, amounts unchanged: only the status contradicts the trade.
+                let status = fault.param_str("status").unwrap_or_else(|| {
+                    if paid {
+                        "TRADE_CLOSED"
+                    } else {
+                        "TRADE_SUCCESS"
+                    }
+                    .into()
+                });
+                params.insert("trade_status".into(), status);
+                self.signing_key.sign_base64(content(&params).as_bytes())
+            }
             Some((
                 FaultKind::BadResponseSignature
+                | FaultKind::UnsignedResponse
                 | FaultKind::ErrorCode
                 | FaultKind::SystemError
                 | FaultKind::Http500
+                | FaultKind::MalformedBody
+                | FaultKind::DelayNotification
+                | FaultKind::OutOfOrderNotification
+                | FaultKind::ReplayNotification
+                | FaultKind::UnknownSerial
+                | FaultKind::NotifyBeforeResponse
                 | FaultKind::SigntestResponse
                 | FaultKind::RefundAbnormal
                 | FaultKind::RefundClosed,
@@ -301,24 +453,20 @@ impl AlipayMock {
             .collect()
     }
 
-    async fn send(&self, url: &str, outgoing: Outgoing) -> Outcome {
-        let request = http::Request::post(url)
+    fn build(
+        &self,
+        url: &str,
+        outgoing: Outgoing,
+    ) -> Result<http::Request<bytes::Bytes>, http::Error> {
+        http::Request::post(url)
             .header(
                 CONTENT_TYPE,
                 "application/x-www-form-urlencoded; charset=utf-8",
             )
-            .body(bytes::Bytes::from(outgoing.body));
-        let request = match request {
-            Ok(request) => request,
-            Err(error) => {
-                return Outcome {
-                    http_status: None,
-                    body_excerpt: String::new(),
-                    error: Some(format!("invalid notify_url {url:?}: {error}")),
-                    accepted: false,
-                }
-            }
-        };
+            .body(bytes::Bytes::from(outgoing.body))
+    }
+
+    async fn transmit(&self, request: http::Request<bytes::Bytes>) -> Outcome {
         match self.transport.send(request, NOTIFY_TIMEOUT_MS).await {
             Ok(response) => {
                 let status = response.status();

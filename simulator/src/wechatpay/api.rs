@@ -139,10 +139,19 @@ enum Answer {
     Signed {
         reply: Reply,
         mode: SignatureMode,
+        /// `unknown_serial`: the `Wechatpay-Serial` to name instead of the real one.
+        serial: Option<String>,
     },
-    /// `http_500`: plain text, unsigned.
-    Http500,
+    /// `http_500`: plain text, unsigned, with this status (500–599).
+    Http500 { status: u16 },
+    /// `malformed_body`: 200, JSON content type, the reply's text cut mid-object plus
+    /// garbage, signed over those bytes (so the JSON parse, not the signature, fails).
+    Malformed { reply: Option<Reply> },
 }
+
+/// `unknown_serial` defaults: ids shaped like the real ones that name no key the mock has.
+const UNKNOWN_PUBLIC_KEY_ID: &str = "PUB_KEY_ID_0114999999992099123100000000009999";
+const UNKNOWN_CERTIFICATE_SERIAL: &str = "5E8F3A1C9B7D2E4F6A8C0B1D3E5F7A9C2B4D6E8F";
 
 /// One authenticated call as the APIs see it.
 pub(super) struct Call<'a> {
@@ -178,14 +187,37 @@ pub(super) async fn handle(
     };
     let answer = mock.answer(route, &method, &uri, &headers, &body, now_ms, &mut exchange);
     let response = match answer {
-        Answer::Http500 => {
-            exchange.http_status = 500;
+        Answer::Http500 { status } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            exchange.http_status = status.as_u16();
             (
-                StatusCode::INTERNAL_SERVER_ERROR,
+                status,
                 [(header::CONTENT_TYPE, "text/plain;charset=utf-8")],
-                "Internal Server Error (paysim fault http_500)",
+                format!(
+                    "{} {} (paysim fault http_500)",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("Server Error")
+                ),
             )
                 .into_response()
+        }
+        Answer::Malformed { reply } => {
+            let text = match reply {
+                Some(Reply::Json(text)) => text,
+                Some(Reply::Error(error)) => {
+                    exchange.code = Some(error.code.clone());
+                    error.body()
+                }
+                Some(Reply::NoContent | Reply::File { .. }) => "{}".to_owned(),
+                None => ApiError::system().body(),
+            };
+            exchange.http_status = 200;
+            mock.signed_response(
+                StatusCode::OK,
+                Some(crate::faults::malformed(&text)),
+                SignatureMode::Genuine,
+                mock.answer_serial(&headers),
+            )
         }
         Answer::Signed {
             reply: Reply::File {
@@ -202,7 +234,11 @@ pub(super) async fn handle(
             bytes,
         )
             .into_response(),
-        Answer::Signed { reply, mode } => {
+        Answer::Signed {
+            reply,
+            mode,
+            serial,
+        } => {
             let (status, body) = match &reply {
                 Reply::Json(text) => (StatusCode::OK, Some(text.clone())),
                 Reply::NoContent | Reply::File { .. } => (StatusCode::NO_CONTENT, None),
@@ -212,7 +248,8 @@ pub(super) async fn handle(
                 }
             };
             exchange.http_status = status.as_u16();
-            mock.signed_response(status, body, mode, mock.answer_serial(&headers))
+            let serial = serial.unwrap_or_else(|| mock.answer_serial(&headers));
+            mock.signed_response(status, body, mode, serial)
         }
     };
     mock.record_exchange(exchange);
@@ -237,6 +274,7 @@ impl WechatpayMock {
         let genuine = |reply: Reply| Answer::Signed {
             reply,
             mode: SignatureMode::Genuine,
+            serial: None,
         };
         let merchant = match self.authenticate(method, uri, headers, body, now_ms, exchange) {
             Ok(merchant) => merchant,
@@ -265,14 +303,33 @@ impl WechatpayMock {
         let Some(fault) = fault else {
             return genuine(run());
         };
+        let signed = |reply: Reply, mode: SignatureMode| Answer::Signed {
+            reply,
+            mode,
+            serial: None,
+        };
         match fault.kind {
-            FaultKind::BadResponseSignature => Answer::Signed {
-                reply: run(),
-                mode: SignatureMode::Corrupt,
-            },
-            FaultKind::SigntestResponse => Answer::Signed {
-                reply: run(),
-                mode: SignatureMode::Signtest,
+            FaultKind::BadResponseSignature => signed(run(), SignatureMode::Corrupt),
+            FaultKind::SigntestResponse => signed(run(), SignatureMode::Signtest),
+            FaultKind::UnsignedResponse => signed(run(), SignatureMode::Omitted),
+            FaultKind::UnknownSerial => {
+                let real = self.answer_serial(headers);
+                let serial = fault.param_str("serial").unwrap_or_else(|| {
+                    let unknown = if real.starts_with("PUB_KEY_ID_") {
+                        UNKNOWN_PUBLIC_KEY_ID
+                    } else {
+                        UNKNOWN_CERTIFICATE_SERIAL
+                    };
+                    unknown.to_owned()
+                });
+                Answer::Signed {
+                    reply: run(),
+                    mode: SignatureMode::Genuine,
+                    serial: Some(serial),
+                }
+            }
+            FaultKind::MalformedBody => Answer::Malformed {
+                reply: fault.param_bool_or("executed", true).then(run),
             },
             FaultKind::ErrorCode | FaultKind::SystemError | FaultKind::Http500 => {
                 if fault.param_bool("executed") {
@@ -280,11 +337,17 @@ impl WechatpayMock {
                 }
                 faulted(&fault)
             }
-            // Other scopes never reach the request path (the board filters by scope).
+            // Other scopes never reach the request path (the board filters by scope), and
+            // notify_before_response cannot be armed here.
             FaultKind::DuplicateNotification
             | FaultKind::ForgedNotification
             | FaultKind::TamperedNotificationAmount
             | FaultKind::DropNotification
+            | FaultKind::DelayNotification
+            | FaultKind::OutOfOrderNotification
+            | FaultKind::ReplayNotification
+            | FaultKind::ConflictingStatusNotification
+            | FaultKind::NotifyBeforeResponse
             | FaultKind::RefundAbnormal
             | FaultKind::RefundClosed => genuine(run()),
         }
@@ -434,6 +497,7 @@ impl WechatpayMock {
             None => status.into_response(),
         };
         let headers = response.headers_mut();
+        let omitted = mode == SignatureMode::Omitted;
         for (name, value) in [
             ("request-id", request_id),
             ("wechatpay-nonce", nonce),
@@ -442,6 +506,9 @@ impl WechatpayMock {
             ("wechatpay-serial", serial),
             ("wechatpay-signature-type", auth::SCHEME.to_owned()),
         ] {
+            if omitted && name == "wechatpay-signature" {
+                continue;
+            }
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(HeaderName::from_static(name), value);
             }
@@ -469,7 +536,15 @@ fn verdict(verdict: &str, reason: &str) -> SignatureVerdict {
 /// The answer an `error_code`, `system_error` or `http_500` fault substitutes.
 fn faulted(fault: &FiredFault) -> Answer {
     let error = match fault.kind {
-        FaultKind::Http500 => return Answer::Http500,
+        FaultKind::Http500 => {
+            return Answer::Http500 {
+                status: fault
+                    .param_u64("status")
+                    .and_then(|status| u16::try_from(status).ok())
+                    .filter(|status| (500..=599).contains(status))
+                    .unwrap_or(500),
+            }
+        }
         FaultKind::ErrorCode => {
             let code = fault
                 .param_str("code")
@@ -491,12 +566,21 @@ fn faulted(fault: &FiredFault) -> Answer {
         | FaultKind::ForgedNotification
         | FaultKind::TamperedNotificationAmount
         | FaultKind::DropNotification
+        | FaultKind::UnsignedResponse
+        | FaultKind::MalformedBody
+        | FaultKind::DelayNotification
+        | FaultKind::OutOfOrderNotification
+        | FaultKind::ReplayNotification
+        | FaultKind::ConflictingStatusNotification
+        | FaultKind::UnknownSerial
+        | FaultKind::NotifyBeforeResponse
         | FaultKind::RefundAbnormal
         | FaultKind::RefundClosed => ApiError::system(),
     };
     Answer::Signed {
         reply: Reply::Error(error),
         mode: SignatureMode::Genuine,
+        serial: None,
     }
 }
 

@@ -32,6 +32,7 @@ use crate::money::format_yuan;
 use crate::{SimulatorError, SimulatorParts};
 
 /// The simulator's own APIv3 primitives, public so golden vectors and tests can pin them.
+pub use api::APIS;
 pub use auth::{request_message, response_message, seal, Authorization, Sealed, SCHEME};
 /// Which key answers and notifications name (public key, platform certificate, switching).
 pub use certificates::WechatpaySigningMode;
@@ -109,8 +110,29 @@ impl std::fmt::Debug for Merchant {
     }
 }
 
-/// The faults this channel can commit: the common catalogue plus the WeChat-only ones.
-const SUPPORTED_FAULTS: [FaultKind; 11] = FaultKind::ALL;
+/// The faults this channel can commit: the whole catalogue but `notify_before_response`
+/// (WeChat Pay queues no notification while answering a request: payment-code payments have
+/// none, refunds settle after the answer).
+const SUPPORTED_FAULTS: [FaultKind; 18] = [
+    FaultKind::BadResponseSignature,
+    FaultKind::UnsignedResponse,
+    FaultKind::ErrorCode,
+    FaultKind::SystemError,
+    FaultKind::Http500,
+    FaultKind::MalformedBody,
+    FaultKind::DuplicateNotification,
+    FaultKind::ForgedNotification,
+    FaultKind::TamperedNotificationAmount,
+    FaultKind::DropNotification,
+    FaultKind::DelayNotification,
+    FaultKind::OutOfOrderNotification,
+    FaultKind::ReplayNotification,
+    FaultKind::ConflictingStatusNotification,
+    FaultKind::UnknownSerial,
+    FaultKind::SigntestResponse,
+    FaultKind::RefundAbnormal,
+    FaultKind::RefundClosed,
+];
 
 /// One request as recorded for `GET /_paysim/wechatpay/exchanges`.
 #[derive(Debug, Clone)]
@@ -144,6 +166,8 @@ struct State {
     bill_links: HashMap<String, bill::BillLink>,
     exchanges: Vec<Exchange>,
     next_sequence: u64,
+    /// Notification copies sent so far (orders the captured copies replay picks from).
+    notify_sends: u64,
 }
 
 impl State {
@@ -287,6 +311,7 @@ impl WechatpayMock {
             SignatureMode::Forged => self
                 .forger_key
                 .sign_base64(&auth::response_message(&timestamp, &nonce, body)),
+            SignatureMode::Omitted => String::new(),
         };
         (timestamp, nonce, signature)
     }
@@ -350,6 +375,8 @@ enum SignatureMode {
     Signtest,
     /// `forged_notification`: with a key that is not the platform's.
     Forged,
+    /// `unsigned_response`: no `Wechatpay-Signature` header at all.
+    Omitted,
 }
 
 fn register_merchant(merchant: &WechatpayMerchant) -> Result<Merchant, SimulatorError> {

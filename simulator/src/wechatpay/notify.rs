@@ -7,14 +7,16 @@
 
 use std::sync::Arc;
 
-use determinism::{job, EntropyExt, UnixMillis};
+use determinism::{job, EntropyExt, EventId, UnixMillis};
 use http::header::{CONTENT_TYPE, USER_AGENT};
 use serde_json::{json, Value};
 
 use super::auth::{self, Sealed};
+use super::refund::RefundStatus;
+use super::trade::TradeState;
 use super::{SignatureMode, State, TradeKey, WechatpayMock};
 use crate::control::NotificationView;
-use crate::delivery::{DeliveryLog, Outcome};
+use crate::delivery::{self, Captured, DeliveryLog, Outcome};
 use crate::faults::{FaultKind, FiredFault};
 
 const SECOND_MS: i64 = 1_000;
@@ -49,6 +51,10 @@ const MAX_COPIES: u64 = 10;
 #[derive(Debug, Clone)]
 pub struct Notification {
     index: usize,
+    /// The merchant's mchid (replay picks among the same merchant's notifications).
+    merchant: String,
+    /// The order's out_trade_no (refund notifications: the refunded order's).
+    trade: String,
     /// The envelope `id`, stable across retries.
     id: String,
     url: String,
@@ -66,6 +72,14 @@ pub struct Notification {
 }
 
 impl Notification {
+    fn kind(&self) -> Kind {
+        Kind {
+            event_type: self.event_type,
+            summary: self.summary,
+            original_type: self.original_type,
+        }
+    }
+
     pub fn view(&self) -> NotificationView {
         NotificationView {
             id: format!("ntf_{}", self.index + 1),
@@ -176,8 +190,16 @@ impl WechatpayMock {
             }
         };
         let index = state.notifications.len();
+        let trade = event
+            .plaintext
+            .get("out_trade_no")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         state.notifications.push(Notification {
             index,
+            merchant: event.mchid,
+            trade,
             id,
             url: event.url,
             apiv3_key,
@@ -190,7 +212,10 @@ impl WechatpayMock {
             body,
             log: DeliveryLog::new(now_ms),
         });
-        self.schedule_attempt(index, 1, now_ms);
+        let first = self.schedule_attempt(index, 1, now_ms, false);
+        if let Some(notification) = state.notifications.get_mut(index) {
+            notification.log.set_first_job(first);
+        }
         Some(index)
     }
 
@@ -212,59 +237,182 @@ impl WechatpayMock {
         Ok(envelope_json(id, create_ms, kind, &sealed))
     }
 
-    fn schedule_attempt(&self, index: usize, attempt: u32, at_ms: UnixMillis) {
+    /// Schedules attempt `attempt` (`held`: the release of an attempt a fault held).
+    fn schedule_attempt(
+        &self,
+        index: usize,
+        attempt: u32,
+        at_ms: UnixMillis,
+        held: bool,
+    ) -> EventId {
         let this = self.this.clone();
+        let what = if held { "release" } else { "attempt" };
         self.scheduler.schedule_at(
             at_ms,
-            format!("wechatpay notify ntf_{} attempt {attempt}", index + 1),
+            format!("wechatpay notify ntf_{} {what} {attempt}", index + 1),
             job(move || async move {
                 if let Some(mock) = this.upgrade() {
-                    mock.deliver(index, attempt).await;
+                    mock.deliver(index, attempt, held).await;
                 }
             }),
-        );
+        )
     }
 
-    /// Runs one delivery attempt (possibly faulted), records it, schedules the next.
-    async fn deliver(self: Arc<Self>, index: usize, attempt: u32) {
+    /// What `conflicting_status_notification` reports by default: the status field of the
+    /// resource and a value contradicting the order's (or refund's) real state.
+    fn conflicting_default(
+        &self,
+        state: &State,
+        notification: &Notification,
+    ) -> (&'static str, &'static str) {
+        if notification.original_type == "refund" {
+            let settled = notification
+                .plaintext
+                .get("out_refund_no")
+                .and_then(Value::as_str)
+                .and_then(|no| {
+                    state
+                        .by_out_refund_no
+                        .get(&(notification.merchant.clone(), no.to_owned()))
+                })
+                .and_then(|&index| state.refunds.get(index))
+                .is_some_and(|refund| refund.status == RefundStatus::Success);
+            ("refund_status", if settled { "CLOSED" } else { "SUCCESS" })
+        } else {
+            let key = (notification.merchant.clone(), notification.trade.clone());
+            let paid = state.trades.get(&key).is_some_and(|trade| {
+                matches!(trade.state, TradeState::Success | TradeState::Refund)
+            });
+            ("trade_state", if paid { "CLOSED" } else { "SUCCESS" })
+        }
+    }
+
+    /// Runs one delivery attempt (possibly faulted), records it, schedules the next. `held`:
+    /// the attempt was held by a fault and is now released.
+    async fn deliver(self: Arc<Self>, index: usize, attempt: u32, held: bool) {
         let now_ms = self.now_ms();
-        let (url, outgoing, fault) = {
+        let (url, outgoing, fault, replay) = {
             let mut state = self.lock();
+            let conflicting = match state.notifications.get(index) {
+                Some(notification) => self.conflicting_default(&state, notification),
+                None => return,
+            };
             let Some(notification) = state.notifications.get_mut(index) else {
                 return;
             };
-            if !notification.log.begin() {
-                return;
+            let fault = if held {
+                match notification.log.release(attempt) {
+                    Some(fault) => Some(fault),
+                    None => return,
+                }
+            } else {
+                if !notification.log.begin(attempt) {
+                    return;
+                }
+                let fault = self.faults.take_for_notification();
+                if let Some(fault) = &fault {
+                    if let Some((until_ms, waiting)) = delivery::hold_of(fault, now_ms) {
+                        let release = self.schedule_attempt(index, attempt, until_ms, true);
+                        notification
+                            .log
+                            .hold(fault.clone(), until_ms, Some(release), waiting);
+                        return;
+                    }
+                }
+                fault
+            };
+            let outgoing = self.prepare(notification, fault.as_ref(), conflicting);
+            let url = notification.url.clone();
+            let (merchant, trade) = (notification.merchant.clone(), notification.trade.clone());
+            let replay = match &fault {
+                Some(fault) if fault.kind == FaultKind::ReplayNotification => {
+                    delivery::oldest_sent(
+                        state
+                            .notifications
+                            .iter()
+                            .map(|n| (n.merchant.as_str(), n.trade.as_str(), &n.log)),
+                        &merchant,
+                        &trade,
+                    )
+                }
+                _ => None,
+            };
+            (url, outgoing, fault.map(|f| f.kind.name()), replay)
+        };
+        let replayed = match replay {
+            Some((replayed, copy)) => {
+                let outcome = match copy.request() {
+                    Ok(request) => self.transmit(request).await,
+                    Err(error) => delivery::unsendable(&copy.url, &error),
+                };
+                Some((replayed, copy.attempt, outcome))
             }
-            let fault = self.faults.take_for_notification();
-            let outgoing = self.prepare(notification, fault.as_ref());
-            (
-                notification.url.clone(),
-                outgoing,
-                fault.map(|f| f.kind.name()),
-            )
+            None => None,
         };
         let mut outcomes = Vec::new();
+        let mut first_copy = None;
         for copy in outgoing {
-            outcomes.push(self.send(&url, copy).await);
+            match self.build(&url, copy) {
+                Ok(request) => {
+                    if first_copy.is_none() {
+                        first_copy = Some(Captured::of(&request, 0, attempt));
+                    }
+                    outcomes.push(self.transmit(request).await);
+                }
+                Err(error) => outcomes.push(delivery::unsendable(&url, &error)),
+            }
         }
         let mut state = self.lock();
+        if let Some((replayed, replayed_attempt, outcome)) = replayed {
+            if let Some(notification) = state.notifications.get_mut(replayed) {
+                notification
+                    .log
+                    .record_replay(replayed_attempt, now_ms, outcome);
+            }
+        }
+        let sent = first_copy.is_some();
+        if let Some(mut copy) = first_copy {
+            state.notify_sends = state.notify_sends.saturating_add(1);
+            copy.sequence = state.notify_sends;
+            if let Some(notification) = state.notifications.get_mut(index) {
+                notification.log.capture(copy);
+            }
+        }
         let Some(notification) = state.notifications.get_mut(index) else {
             return;
         };
-        if let Some(next_ms) =
-            notification
-                .log
-                .record(attempt, now_ms, outcomes, fault, &RETRY_DELAYS_MS)
-        {
-            drop(state);
-            self.schedule_attempt(index, attempt.saturating_add(1), next_ms);
+        let next = notification
+            .log
+            .record(attempt, now_ms, outcomes, fault, &RETRY_DELAYS_MS);
+        let (merchant, trade) = (notification.merchant.clone(), notification.trade.clone());
+        if let Some(next_ms) = next {
+            self.schedule_attempt(index, attempt.saturating_add(1), next_ms, false);
+        }
+        if sent {
+            // out_of_order_notification: earlier notifications of this order held for this one
+            // go out right after it.
+            for earlier in state.notifications.iter_mut().take(index) {
+                if earlier.merchant != merchant || earlier.trade != trade {
+                    continue;
+                }
+                if let Some((held_attempt, release)) = earlier.log.wake(now_ms) {
+                    if let Some(release) = release {
+                        self.scheduler.cancel(release);
+                    }
+                    self.schedule_attempt(earlier.index, held_attempt, now_ms, true);
+                }
+            }
         }
     }
 
     /// The copies to send for this attempt: one normally, none when dropped, several when
     /// duplicated; each signed over `TIMESTAMP\nNONCE\nBODY\n` at sending time.
-    fn prepare(&self, notification: &Notification, fault: Option<&FiredFault>) -> Vec<Outgoing> {
+    fn prepare(
+        &self,
+        notification: &Notification,
+        fault: Option<&FiredFault>,
+        conflicting: (&'static str, &'static str),
+    ) -> Vec<Outgoing> {
         let signed = |body: String, mode: SignatureMode| {
             let (timestamp, nonce, signature) = self.sign_body(body.as_bytes(), mode);
             Outgoing {
@@ -295,11 +443,38 @@ impl WechatpayMock {
             Some((FaultKind::TamperedNotificationAmount, fault)) => {
                 vec![self.tampered(notification, fault)]
             }
+            Some((FaultKind::ConflictingStatusNotification, fault)) => {
+                let (field, default) = conflicting;
+                let status = fault
+                    .param_str("status")
+                    .unwrap_or_else(|| default.to_owned());
+                let mut plaintext = notification.plaintext.clone();
+                if let Some(object) = plaintext.as_object_mut() {
+                    object.insert(field.to_owned(), json!(status));
+                }
+                let body = self
+                    .envelope(
+                        &notification.id,
+                        &plaintext,
+                        notification.kind(),
+                        notification.create_ms,
+                        &notification.apiv3_key,
+                    )
+                    .unwrap_or_else(|_| notification.body.clone());
+                vec![signed(body, SignatureMode::Genuine)]
+            }
             Some((
                 FaultKind::BadResponseSignature
+                | FaultKind::UnsignedResponse
                 | FaultKind::ErrorCode
                 | FaultKind::SystemError
                 | FaultKind::Http500
+                | FaultKind::MalformedBody
+                | FaultKind::DelayNotification
+                | FaultKind::OutOfOrderNotification
+                | FaultKind::ReplayNotification
+                | FaultKind::UnknownSerial
+                | FaultKind::NotifyBeforeResponse
                 | FaultKind::SigntestResponse
                 | FaultKind::RefundAbnormal
                 | FaultKind::RefundClosed,
@@ -362,8 +537,12 @@ impl WechatpayMock {
         }
     }
 
-    async fn send(&self, url: &str, outgoing: Outgoing) -> Outcome {
-        let request = http::Request::post(url)
+    fn build(
+        &self,
+        url: &str,
+        outgoing: Outgoing,
+    ) -> Result<http::Request<bytes::Bytes>, http::Error> {
+        http::Request::post(url)
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, "Mozilla/4.0 (paysim wechatpay notify)")
             .header(
@@ -375,18 +554,10 @@ impl WechatpayMock {
             .header("wechatpay-signature", outgoing.signature)
             .header("wechatpay-signature-type", auth::SCHEME)
             .header("wechatpay-timestamp", outgoing.timestamp)
-            .body(bytes::Bytes::from(outgoing.body));
-        let request = match request {
-            Ok(request) => request,
-            Err(error) => {
-                return Outcome {
-                    http_status: None,
-                    body_excerpt: String::new(),
-                    error: Some(format!("invalid notify_url {url:?}: {error}")),
-                    accepted: false,
-                }
-            }
-        };
+            .body(bytes::Bytes::from(outgoing.body))
+    }
+
+    async fn transmit(&self, request: http::Request<bytes::Bytes>) -> Outcome {
         match self.transport.send(request, NOTIFY_TIMEOUT_MS).await {
             Ok(response) => {
                 let status = response.status();

@@ -247,6 +247,14 @@ impl WechatpayMock {
                 | FaultKind::ForgedNotification
                 | FaultKind::TamperedNotificationAmount
                 | FaultKind::DropNotification
+                | FaultKind::UnsignedResponse
+                | FaultKind::MalformedBody
+                | FaultKind::DelayNotification
+                | FaultKind::OutOfOrderNotification
+                | FaultKind::ReplayNotification
+                | FaultKind::ConflictingStatusNotification
+                | FaultKind::UnknownSerial
+                | FaultKind::NotifyBeforeResponse
                 | FaultKind::SigntestResponse,
             )
             | None => RefundStatus::Success,
