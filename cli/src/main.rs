@@ -56,6 +56,14 @@ enum Command {
     },
     /// Print the gateway API's OpenAPI document.
     Openapi,
+    /// Scenario suites: run them on virtual time, lint them, list the fault catalogue.
+    ///
+    /// Exit codes: 0 all passed / clean; 1 a scenario failed or a lint found a problem;
+    /// 2 a file could not be loaded or the command was misused.
+    Scenario {
+        #[command(subcommand)]
+        command: ScenarioCommand,
+    },
     /// Measure performance figures on this machine (build with --release).
     Bench {
         #[command(subcommand)]
@@ -85,6 +93,49 @@ enum BenchTarget {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// The scenario library: wall time, scenarios per second and the virtual time covered.
+    Scenarios {
+        /// Scenario files or directories [default: scenarios]
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// How many times to run the library (the best round is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScenarioCommand {
+    /// Run scenario files (directories are searched for *.toml) against the built-in gateway
+    /// and mock channels; print a verdict per scenario and the timeline of a failing one.
+    Run {
+        /// Scenario files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Run with this seed instead of each file's.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write a JUnit XML report to this file.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Run every scenario twice and fail when the two timelines differ.
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// Check scenario files without running them: every error with file:line:column, and that
+    /// each scenario asserts its end state and the ledger.
+    Lint {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// List the fault catalogue (protocol, transport and clock faults).
+    Catalogue {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +153,41 @@ enum LedgerCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Scenario runs are discrete-event simulations on their own single-threaded runtime.
+    match &cli.command {
+        Command::Scenario { command } => {
+            return match command {
+                ScenarioCommand::Run {
+                    paths,
+                    seed,
+                    json,
+                    junit,
+                    check_determinism,
+                } => paysim::scenario::run(
+                    paths,
+                    &paysim::scenario::RunFlags {
+                        seed: *seed,
+                        json: *json,
+                        junit: junit.clone(),
+                        check_determinism: *check_determinism,
+                    },
+                ),
+                ScenarioCommand::Lint { paths } => paysim::scenario::lint_command(paths),
+                ScenarioCommand::Catalogue { json } => paysim::scenario::catalogue(*json),
+            };
+        }
+        Command::Bench {
+            target: BenchTarget::Scenarios { paths, rounds },
+        } => {
+            let paths = if paths.is_empty() {
+                vec![PathBuf::from("scenarios")]
+            } else {
+                paths.clone()
+            };
+            return paysim::scenario::bench(&paths, *rounds);
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -157,6 +243,10 @@ fn main() -> ExitCode {
             } => bench::wechatpay(seconds, concurrency)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Scenario { .. }
+            | Command::Bench {
+                target: BenchTarget::Scenarios { .. },
+            } => Ok(ExitCode::from(2)),
             Command::Openapi => {
                 println!("{}", gateway_core::api::openapi().to_pretty_json()?);
                 Ok(ExitCode::SUCCESS)

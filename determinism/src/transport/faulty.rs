@@ -95,11 +95,19 @@ pub struct FaultMatcher {
     pub url_prefix: String,
     /// Matches only this method when set.
     pub method: Option<Method>,
+    /// Matches only URIs containing this string when set (an API's path, or Alipay's
+    /// `method=alipay.trade.query` in the query).
+    pub url_contains: Option<String>,
 }
 
 impl FaultMatcher {
     fn matches(&self, method: &Method, url: &str) -> bool {
-        url.starts_with(&self.url_prefix) && self.method.as_ref().is_none_or(|only| only == method)
+        url.starts_with(&self.url_prefix)
+            && self.method.as_ref().is_none_or(|only| only == method)
+            && self
+                .url_contains
+                .as_ref()
+                .is_none_or(|needle| url.contains(needle.as_str()))
     }
 }
 
@@ -125,6 +133,7 @@ impl FaultRule {
             matcher: FaultMatcher {
                 url_prefix: url_prefix.into(),
                 method: None,
+                url_contains: None,
             },
             fault,
             times: Some(times),
@@ -137,6 +146,13 @@ impl FaultRule {
             times: None,
             ..Self::once(url_prefix, fault)
         }
+    }
+
+    /// Restricts the rule to URIs containing `needle`.
+    #[must_use]
+    pub fn containing(mut self, needle: impl Into<String>) -> Self {
+        self.matcher.url_contains = Some(needle.into());
+        self
     }
 
     /// Restricts the rule to one HTTP method.
@@ -415,6 +431,20 @@ mod tests {
         assert_eq!(response.body().as_ref(), br#"{"code":"SUCCESS"}"#);
         assert_eq!(f.calls.load(Ordering::SeqCst), 1);
         assert!(f.faulty.faulted().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_containing_rule_faults_only_matching_uris() {
+        let f = fixture();
+        f.faulty
+            .arm(FaultRule::once(BASE, TransportFault::Reset).containing("/query"));
+        assert!(pay(&f.faulty).await.is_ok());
+        assert_eq!(
+            query(&f.faulty).await.unwrap_err(),
+            TransportError::ConnectionReset
+        );
+        assert!(query(&f.faulty).await.is_ok());
+        assert_eq!(f.faulty.faulted().len(), 1);
     }
 
     #[tokio::test]
