@@ -515,6 +515,7 @@ impl FaultBoard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn spec(target: &str, fault: &str, times: u32) -> FaultSpec {
         FaultSpec {
@@ -582,6 +583,91 @@ mod tests {
         assert_eq!(board.list().len(), 3);
         assert_eq!(board.clear(), 3);
         assert!(board.list().is_empty());
+    }
+
+    #[test]
+    fn catalogue_order_and_common_faults() {
+        assert_eq!(FaultKind::COMMON, FaultKind::ALL[..14]);
+        let scopes: Vec<FaultScope> = FaultKind::ALL.iter().map(|k| k.scope()).collect();
+        assert!(scopes[..6].iter().all(|s| *s == FaultScope::Request));
+        assert!(scopes[6..14].iter().all(|s| *s == FaultScope::Notification));
+    }
+
+    #[test]
+    fn params_are_checked_when_arming() {
+        let board = FaultBoard::supporting(&FaultKind::ALL)
+            .restrict_targets(FaultKind::NotifyBeforeResponse, &["a.pay"]);
+        let targets = ["a.pay", "a.query"];
+        let with = |target: &str, fault: &str, params: Value| FaultSpec {
+            params: params.as_object().cloned().unwrap_or_default(),
+            ..spec(target, fault, 1)
+        };
+        let code = |result: Result<ArmedFault, ControlError>| result.err().map(|e| e.code);
+        let cases = [
+            (
+                with("*", "http_500", json!({"status": 499})),
+                Some("invalid_params"),
+            ),
+            (with("*", "http_500", json!({"status": 504})), None),
+            (
+                with("notify", "delay_notification", json!({})),
+                Some("invalid_params"),
+            ),
+            (
+                with(
+                    "notify",
+                    "delay_notification",
+                    json!({"delay_ms": MAX_HOLD_MS + 1}),
+                ),
+                Some("invalid_params"),
+            ),
+            (
+                with("notify", "delay_notification", json!({"delay_ms": 1})),
+                None,
+            ),
+            (
+                with(
+                    "notify",
+                    "out_of_order_notification",
+                    json!({"max_hold_ms": -5}),
+                ),
+                Some("invalid_params"),
+            ),
+            (
+                with(
+                    "notify",
+                    "conflicting_status_notification",
+                    json!({"status": 7}),
+                ),
+                Some("invalid_params"),
+            ),
+            (
+                with("a.query", "notify_before_response", json!({})),
+                Some("invalid_target"),
+            ),
+            (with("a.pay", "notify_before_response", json!({})), None),
+            (with("*", "notify_before_response", json!({})), None),
+        ];
+        for (spec, expected) in cases {
+            let name = format!("{} {:?}", spec.fault, spec.params);
+            assert_eq!(
+                code(board.arm(spec, &targets)).as_deref(),
+                expected,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_text_is_never_json() {
+        for text in [
+            r#"{"a":{"code":"10000","msg":"Success"},"sign":"xyz"}"#,
+            "{}",
+            "{\"中文\":1}",
+        ] {
+            let cut = malformed(text);
+            assert!(serde_json::from_str::<Value>(&cut).is_err(), "{cut}");
+        }
     }
 
     #[test]

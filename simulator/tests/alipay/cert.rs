@@ -379,3 +379,46 @@ fn construction_checks_the_certificates() {
     });
     assert!(build(config).is_err());
 }
+
+#[tokio::test]
+async fn unknown_serial_names_another_certificate_on_a_correctly_signed_answer() {
+    let (app_sn, alipay_sn, root_sn) = sns();
+    let h = Harness::with_alipay(cert_config());
+    h.arm(json!({"target": "alipay.trade.create", "fault": "unknown_serial"}))
+        .await;
+    let sn_params = [
+        ("app_cert_sn", app_sn.as_str()),
+        ("alipay_root_cert_sn", root_sn.as_str()),
+    ];
+    let biz = json!({"out_trade_no": "ORDER_USN", "total_amount": "1.00", "subject": "s"});
+    let (status, text) = h
+        .send(
+            h.client
+                .post("alipay.trade.create", &biz.to_string(), &sn_params),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let at = text.rfind(",\"alipay_cert_sn\":\"").expect("an SN");
+    let sn = &text[at + 19..text.len() - 2];
+    assert_eq!(sn.len(), 32, "shaped like an SN: {text}");
+    assert_ne!(sn, alipay_sn);
+    // Signed by the real key all the same.
+    let node = cert_mode_node(&text, "alipay.trade.create", sn);
+    assert_eq!(node["code"], "10000");
+    // params.serial names it.
+    h.arm(json!({"target": "*", "fault": "unknown_serial", "params": {"serial": "0123456789abcdef0123456789abcdef"}}))
+        .await;
+    let (_, text) = h
+        .send(h.client.post(
+            "alipay.trade.query",
+            &json!({"out_trade_no": "ORDER_USN"}).to_string(),
+            &sn_params,
+        ))
+        .await;
+    let node = cert_mode_node(
+        &text,
+        "alipay.trade.query",
+        "0123456789abcdef0123456789abcdef",
+    );
+    assert_eq!(node["trade_status"], "WAIT_BUYER_PAY");
+}

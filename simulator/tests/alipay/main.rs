@@ -8,6 +8,7 @@
 mod bill;
 mod buyer;
 mod cert;
+mod faults;
 mod vectors;
 
 use std::sync::{Arc, Mutex};

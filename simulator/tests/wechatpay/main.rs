@@ -7,6 +7,7 @@
 
 mod certificates;
 mod codepay;
+mod faults;
 mod vectors;
 
 use std::sync::{Arc, Mutex};
