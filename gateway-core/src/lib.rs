@@ -15,4 +15,6 @@ pub mod state;
 pub mod store;
 
 pub use api::app;
-pub use service::{Gateway, GatewayConfig, GatewayParts, LatePaymentPolicy};
+pub use service::{
+    Gateway, GatewayConfig, GatewayParts, LatePaymentPolicy, PlantedBug, PlantedBugs,
+};

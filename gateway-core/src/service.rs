@@ -66,6 +66,86 @@ impl LatePaymentPolicy {
     }
 }
 
+/// A known bug that can be planted in the gateway at run time, so the property suite can show
+/// that it finds each one (`tests/tests/proptest/planted.rs`). Never read from configuration:
+/// the only way to plant one is [`Gateway::plant_bugs`], which nothing but tests calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PlantedBug {
+    /// Every verified payment notification is booked, even a replay of a payment already
+    /// captured (a second capture entry under a per-notification key).
+    NotificationDedupOff,
+    /// A refund above what remains refundable is not refused; it is reserved and sent.
+    RefundCeilingOff,
+    /// A verified notification is acknowledged to the channel whatever becomes of applying it
+    /// (the acknowledgement is decided before the commit), so a refused one is never re-sent.
+    AckBeforeCommit,
+    /// A payment reported after the order was closed reopens it as paid (captured) instead of
+    /// being booked to suspense.
+    ReopenOnLateSuccess,
+    /// The order amount given in yuan is read as if it were fen (×100).
+    YuanFenSlip,
+    /// A channel's "closed" trade state is mapped to the order's `failed`.
+    WrongStateMapping,
+}
+
+impl PlantedBug {
+    pub const ALL: [PlantedBug; 6] = [
+        PlantedBug::NotificationDedupOff,
+        PlantedBug::RefundCeilingOff,
+        PlantedBug::AckBeforeCommit,
+        PlantedBug::ReopenOnLateSuccess,
+        PlantedBug::YuanFenSlip,
+        PlantedBug::WrongStateMapping,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlantedBug::NotificationDedupOff => "notification_dedup_off",
+            PlantedBug::RefundCeilingOff => "refund_ceiling_off",
+            PlantedBug::AckBeforeCommit => "ack_before_commit",
+            PlantedBug::ReopenOnLateSuccess => "reopen_on_late_success",
+            PlantedBug::YuanFenSlip => "yuan_fen_slip",
+            PlantedBug::WrongStateMapping => "wrong_state_mapping",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            PlantedBug::NotificationDedupOff => 1,
+            PlantedBug::RefundCeilingOff => 1 << 1,
+            PlantedBug::AckBeforeCommit => 1 << 2,
+            PlantedBug::ReopenOnLateSuccess => 1 << 3,
+            PlantedBug::YuanFenSlip => 1 << 4,
+            PlantedBug::WrongStateMapping => 1 << 5,
+        }
+    }
+}
+
+/// The set of planted bugs of a gateway: empty unless a test plants some.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PlantedBugs(u8);
+
+impl PlantedBugs {
+    pub const NONE: PlantedBugs = PlantedBugs(0);
+
+    pub fn only(bug: PlantedBug) -> PlantedBugs {
+        PlantedBugs(bug.bit())
+    }
+
+    #[must_use]
+    pub fn with(self, bug: PlantedBug) -> PlantedBugs {
+        PlantedBugs(self.0 | bug.bit())
+    }
+
+    pub fn has(self, bug: PlantedBug) -> bool {
+        self.0 & bug.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// Validated gateway settings (built from the CLI's config file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewayConfig {
@@ -203,6 +283,8 @@ struct Inner {
     executor: Executor,
     scheduler: Scheduler,
     config: GatewayConfig,
+    /// Bugs planted by a test ([`Gateway::plant_bugs`]); empty otherwise.
+    planted: std::sync::atomic::AtomicU8,
 }
 
 /// The payment service. Cheap to clone (a shared handle).
@@ -245,6 +327,7 @@ impl Gateway {
                 executor,
                 scheduler: parts.scheduler,
                 config: parts.config,
+                planted: std::sync::atomic::AtomicU8::new(0),
             }),
         };
         let now = gateway.now_ms();
@@ -265,6 +348,22 @@ impl Gateway {
     }
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config
+    }
+
+    /// Plants known bugs in this gateway (the property suite's proof that it finds them).
+    /// A run-time switch for tests only: no configuration file or flag reaches it.
+    pub fn plant_bugs(&self, bugs: PlantedBugs) {
+        if !bugs.is_empty() {
+            tracing::warn!(?bugs, "planting known bugs in this gateway (test only)");
+        }
+        self.inner
+            .planted
+            .store(bugs.0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a bug is planted (see [`PlantedBug`]).
+    pub fn planted(&self, bug: PlantedBug) -> bool {
+        PlantedBugs(self.inner.planted.load(std::sync::atomic::Ordering::Relaxed)).has(bug)
     }
     pub fn adapters(&self) -> &Adapters {
         &self.inner.adapters
@@ -610,11 +709,47 @@ impl Gateway {
                         Some((channel_trade_no.clone(), paid_at_ms.unwrap_or(now))),
                     )
                 }
+                // Planted bug `WrongStateMapping`: the channel's closed read as failed.
+                PaymentStatus::Closed if self.planted(PlantedBug::WrongStateMapping) => {
+                    (OrderEvent::PaymentFailed, None)
+                }
                 PaymentStatus::Closed => (OrderEvent::Closed, None),
                 PaymentStatus::Failed { .. } => (OrderEvent::PaymentFailed, None),
                 PaymentStatus::NotFound => return Ok(order),
             };
-            let change = match order_step(order.state, event) {
+            let mut step = order_step(order.state, event);
+            if paid.is_some()
+                && order.state == OrderState::Closed
+                && self.planted(PlantedBug::ReopenOnLateSuccess)
+            {
+                // Planted bug `ReopenOnLateSuccess`: a success after close reopens the order.
+                step = Step::Moved {
+                    from: order.state,
+                    to: OrderState::Paid,
+                };
+            }
+            let change = match step {
+                Step::Unchanged(_)
+                    if paid.is_some()
+                        && source == "notification"
+                        && order.state.is_captured()
+                        && self.planted(PlantedBug::NotificationDedupOff) =>
+                {
+                    // Planted bug `NotificationDedupOff`: a replayed success notification is
+                    // booked again, under a key of its own.
+                    let fee = Money::from_minor(order.fee_minor, order.amount.currency());
+                    let mut entry = entries::capture(
+                        EntryId::generate(self.inner.entropy.as_ref()),
+                        &order,
+                        fee,
+                        now,
+                    );
+                    entry.business_key = format!("{}:{}", entry.business_key, entry.id);
+                    Change {
+                        entry: Some(entry),
+                        ..Change::default()
+                    }
+                }
                 Step::Unchanged(_) => return Ok(order),
                 Step::Refused(Refusal::Terminal) if paid.is_some() => {
                     // Money arrived for an order that is closed or failed: it never reopens;
@@ -907,7 +1042,12 @@ impl Gateway {
         for _ in 0..CAS_ATTEMPTS {
             let order = self.get_order(order_id).await?;
             let adapter_present = self.inner.adapters.get(order.channel).is_some();
-            if let Some(refusal) = refund_refusal(&order, amount) {
+            let refusal = refund_refusal(&order, amount).filter(|refusal| {
+                // Planted bug `RefundCeilingOff`: the ceiling is not enforced.
+                !(matches!(refusal, RefundRefusal::ExceedsRefundable { .. })
+                    && self.planted(PlantedBug::RefundCeilingOff))
+            });
+            if let Some(refusal) = refusal {
                 // A retry of a request that already succeeded must replay, not be refused by
                 // the reservation it made itself.
                 if let Some(record) = self
@@ -1008,11 +1148,21 @@ impl Gateway {
         let order = self.get_order(&refund.order_id).await?;
         let adapter = self.adapter(order.channel)?;
         let request = adapter.build_refund_query(&order, &refund, &self.context(order.channel));
-        let status = self
+        let status = match self
             .exchange(order.channel, request, |r| {
                 adapter.parse_refund_query(&order, &refund, r)
             })
-            .await?;
+            .await
+        {
+            // The channel refuses to tell (it does not know the refund: the request was lost
+            // on the way). Send it again under the same refund id, which the channel treats
+            // as the same refund; a refusal then fails it and releases the reservation.
+            Err(ServiceError::ChannelRejected(reason)) if refund.state == RefundState::Pending => {
+                tracing::info!(refund = %id, %reason, "refund unknown to the channel; sending it again");
+                return self.send_refund(&order, &refund).await;
+            }
+            other => other?,
+        };
         self.apply_refund(id, status, source).await
     }
 

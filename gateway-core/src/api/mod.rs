@@ -23,10 +23,11 @@ use utoipa::{OpenApi, ToSchema};
 use crate::channel::{AdapterError, Notification};
 use crate::ids::{sandbox_merchant, MerchantId, OrderId, RefundId};
 use crate::ledger::{self, AccountBalance};
-use crate::model::{EntityKind, MethodParams, Order, Refund, RefundKind, Transition};
+use crate::model::{Alert, EntityKind, MethodParams, Order, Refund, RefundKind, Transition};
 use crate::money::{yuan, Currency, Money, MoneyError};
 use crate::service::{
-    CreatedOrder, CreatedRefund, Gateway, IdempotencyInput, Idempotent, NewOrder, ServiceError,
+    CreatedOrder, CreatedRefund, Gateway, IdempotencyInput, Idempotent, NewOrder, PlantedBug,
+    ServiceError,
 };
 use crate::state::{Channel, OrderState, PaymentMethod, RefundState};
 use error::{ApiError, ErrorBody, ErrorCode};
@@ -52,6 +53,7 @@ pub fn app(gateway: Gateway) -> Router {
         .route("/v1/refunds/{id}", get(get_refund))
         .route("/v1/ledger/accounts", get(ledger_accounts))
         .route("/v1/ledger/verify", get(ledger_verify))
+        .route("/v1/alerts", get(alerts))
         .route("/notify/{channel}", post(notify))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -79,6 +81,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         get_refund,
         ledger_accounts,
         ledger_verify,
+        alerts,
         notify
     ),
     components(schemas(ErrorBody, ErrorCode))
@@ -291,6 +294,33 @@ impl From<&ledger::VerifyReport> for VerifyView {
             refunds: report.refunds,
             first_violation: report.first_violation.as_ref().map(view),
             violations: report.violations.iter().map(view).collect(),
+        }
+    }
+}
+
+/// An alert raised for an operator (late payment, amount mismatch, abnormal refund …).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertView {
+    pub id: String,
+    /// `late_payment`, `amount_mismatch`, `refund_abnormal`, `late_payment_refund_failed`,
+    /// `late_payment_refund_abnormal`.
+    pub kind: String,
+    /// The order or refund it is about.
+    pub subject: String,
+    pub message: String,
+    pub created_at: String,
+    pub created_at_ms: i64,
+}
+
+impl From<&Alert> for AlertView {
+    fn from(alert: &Alert) -> Self {
+        AlertView {
+            id: alert.id.to_string(),
+            kind: alert.kind.clone(),
+            subject: alert.subject_id.clone(),
+            message: alert.message.clone(),
+            created_at: format_rfc3339(alert.at_ms),
+            created_at_ms: alert.at_ms,
         }
     }
 }
@@ -653,7 +683,15 @@ async fn create_order(
 ) -> Result<Response, ApiError> {
     let body = body_bytes(&headers, body)?;
     let key = idempotency_key(&headers)?;
-    let request = parse_new_order(&body, gateway.now_ms(), gateway.config().default_expiry_ms)?;
+    let mut request =
+        parse_new_order(&body, gateway.now_ms(), gateway.config().default_expiry_ms)?;
+    if gateway.planted(PlantedBug::YuanFenSlip) {
+        // Planted bug `YuanFenSlip`: the yuan amount taken for fen, 100× off.
+        let slipped = request.amount.minor().checked_mul(100).ok_or_else(|| {
+            ApiError::field("amount", "too large")
+        })?;
+        request.amount = Money::from_minor(slipped, request.amount.currency());
+    }
     let merchant = request.merchant_id.clone();
     let input = IdempotencyInput {
         key: key.clone(),
@@ -853,6 +891,17 @@ async fn ledger_verify(State(gateway): State<Gateway>) -> Result<Json<VerifyView
     Ok(Json(VerifyView::from(&ledger::verify(&snapshot))))
 }
 
+/// Every alert raised so far, newest last; read-only.
+#[utoipa::path(get, path = "/v1/alerts", responses((status = 200, body = Vec<AlertView>)))]
+async fn alerts(State(gateway): State<Gateway>) -> Result<Json<Vec<AlertView>>, ApiError> {
+    let alerts = gateway
+        .store()
+        .alerts()
+        .await
+        .map_err(ServiceError::from)?;
+    Ok(Json(alerts.iter().map(AlertView::from).collect()))
+}
+
 /// Asynchronous notifications from a channel, answered in the channel's own dialect.
 #[utoipa::path(post, path = "/notify/{channel}", params(("channel" = String, Path)),
     responses((status = 200, description = "acknowledged in the channel's dialect"), (status = 404, body = ErrorBody)))]
@@ -895,6 +944,9 @@ async fn notify(
         }
         other => other,
     };
+    // Planted bug `AckBeforeCommit`: the acknowledgement is decided once the notification
+    // verifies, before (and whatever the outcome of) applying it.
+    let acknowledged_early = verified.is_ok() && gateway.planted(PlantedBug::AckBeforeCommit);
     let outcome = match verified {
         Err(error) => {
             // Fail closed: the payload is not trusted. The scheduler's query settles the order.
@@ -920,7 +972,7 @@ async fn notify(
                 tracing::warn!(%error, refund = %refund_id, "refund notification not applied");
             }),
     };
-    into_axum(adapter.acknowledge(outcome.is_ok()))
+    into_axum(adapter.acknowledge(acknowledged_early || outcome.is_ok()))
 }
 
 fn into_axum(response: determinism::HttpResponse) -> Response {

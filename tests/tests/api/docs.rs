@@ -55,6 +55,7 @@ async fn openapi_document_is_json_and_names_every_route() {
         ("/v1/refunds/{id}", "get"),
         ("/v1/ledger/accounts", "get"),
         ("/v1/ledger/verify", "get"),
+        ("/v1/alerts", "get"),
         ("/notify/{channel}", "post"),
     ];
     for (path, method) in expected {

@@ -5,6 +5,8 @@
 // `cfg(test)` is always on here; it marks the modules as test code so clippy.toml's
 // allow-unwrap/expect/panic/indexing-in-tests covers their helpers too.
 #[cfg(test)]
+mod alerts;
+#[cfg(test)]
 mod docs;
 #[cfg(test)]
 mod errors;
