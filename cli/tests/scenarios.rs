@@ -265,3 +265,98 @@ fn json_and_junit_reports_are_well_formed() {
     assert!(xml.contains("<failure message=\"order o1 state: expected &quot;closed&quot;, actual &quot;paid&quot;\""), "{xml}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Follows `$ref` to its definition.
+fn resolve<'a>(
+    schema: &'a serde_json::Value,
+    node: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    match node.get("$ref").and_then(|r| r.as_str()) {
+        Some(reference) => {
+            let pointer = reference.trim_start_matches('#');
+            resolve(
+                schema,
+                schema
+                    .pointer(pointer)
+                    .unwrap_or_else(|| panic!("dangling {reference}")),
+            )
+        }
+        None => node,
+    }
+}
+
+/// Every key of `value` is allowed by `node` of the schema (objects and arrays, recursively).
+fn conforms(
+    schema: &serde_json::Value,
+    node: &serde_json::Value,
+    value: &toml::Value,
+    path: &str,
+    problems: &mut Vec<String>,
+) {
+    let node = resolve(schema, node);
+    match value {
+        toml::Value::Table(table) => {
+            for (key, child) in table {
+                let here = format!("{path}.{key}");
+                let child_node = node
+                    .get("properties")
+                    .and_then(|p| p.get(key))
+                    .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()));
+                match child_node {
+                    Some(child_node) => conforms(schema, child_node, child, &here, problems),
+                    None if node.get("additionalProperties")
+                        == Some(&serde_json::Value::Bool(false)) =>
+                    {
+                        problems.push(format!("{here}: not in the schema"));
+                    }
+                    None => {}
+                }
+            }
+        }
+        toml::Value::Array(items) => {
+            if let Some(item_node) = node.get("items") {
+                for (index, item) in items.iter().enumerate() {
+                    conforms(
+                        schema,
+                        item_node,
+                        item,
+                        &format!("{path}[{index}]"),
+                        problems,
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn the_json_schema_knows_every_key_the_library_uses() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("scenarios/scenario.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let mut problems = Vec::new();
+    for scenario in library() {
+        let value: toml::Value = toml::from_str(&scenario.source).unwrap();
+        conforms(&schema, &schema, &value, &scenario.file, &mut problems);
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The schema's fault names are the catalogue's.
+    let mut in_schema: Vec<String> = [
+        "/$defs/step/properties/fault/properties/name/enum",
+        "/$defs/step/properties/transport_fault/properties/fault/enum",
+    ]
+    .iter()
+    .flat_map(|pointer| schema.pointer(pointer).unwrap().as_array().unwrap().clone())
+    .map(|v| v.as_str().unwrap().to_owned())
+    .collect();
+    in_schema.push(conformance::catalogue::CLOCK_SKEW.to_owned());
+    in_schema.sort();
+    let mut catalogue: Vec<String> = conformance::catalogue::faults()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    catalogue.sort();
+    assert_eq!(in_schema, catalogue);
+}
