@@ -6,5 +6,7 @@
 pub mod alipay_sim;
 pub mod fake_channel;
 pub mod harness;
+pub mod multi_sim;
+pub mod property;
 pub mod sim;
 pub mod wechatpay_sim;
