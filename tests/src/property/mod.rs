@@ -72,7 +72,13 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] step {}: {}", self.kind.name(), self.step, self.message)
+        write!(
+            f,
+            "[{}] step {}: {}",
+            self.kind.name(),
+            self.step,
+            self.message
+        )
     }
 }
 
@@ -243,10 +249,9 @@ impl Runner {
                 ),
             ));
         }
-        let state = body["state"]
-            .as_str()
-            .and_then(Gw::parse)
-            .ok_or_else(|| self.err(FailureKind::Harness, format!("order without state: {body}")))?;
+        let state = body["state"].as_str().and_then(Gw::parse).ok_or_else(|| {
+            self.err(FailureKind::Harness, format!("order without state: {body}"))
+        })?;
         let allowed = order.allowed(now, skew);
         if !allowed.contains(&state) {
             return Err(self.err(
@@ -277,7 +282,10 @@ impl Runner {
             let rid = refund["id"].as_str().unwrap_or_default().to_owned();
             let rstate = refund["state"].as_str().and_then(Rs::parse);
             let Some(rstate) = rstate else {
-                return Err(self.err(FailureKind::Harness, format!("refund without state: {refund}")));
+                return Err(self.err(
+                    FailureKind::Harness,
+                    format!("refund without state: {refund}"),
+                ));
             };
             let order = &mut self.model.orders[index];
             let position = order.refunds.iter().position(|r| r.id == rid);
@@ -335,14 +343,24 @@ impl Runner {
             .get_json(&format!("/_paysim/{}/trades", ch.name()), false)
             .await?;
         for trade in body["trades"].as_array().cloned().unwrap_or_default() {
-            for notification in trade["notifications"].as_array().cloned().unwrap_or_default() {
+            for notification in trade["notifications"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
                 if notification["event"] != "payment" {
                     continue;
                 }
-                for attempt in notification["attempts"].as_array().cloned().unwrap_or_default() {
+                for attempt in notification["attempts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                {
                     let fault = attempt["fault"].as_str().unwrap_or("");
-                    if matches!(fault, "forged_notification" | "tampered_notification_amount")
-                        && attempt["accepted"] == true
+                    if matches!(
+                        fault,
+                        "forged_notification" | "tampered_notification_amount"
+                    ) && attempt["accepted"] == true
                     {
                         return Err(self.err(
                             FailureKind::Model,
@@ -375,7 +393,9 @@ impl Runner {
                     (_, Method::Wap) => json!({"client_ip": "203.0.113.7"}),
                     (Ch::Alipay, Method::BarcodeOk) => json!({"auth_code": "28123456789010000"}),
                     (Ch::Alipay, Method::BarcodeFail) => json!({"auth_code": "28123456789014004"}),
-                    (Ch::Wechatpay, Method::BarcodeOk) => json!({"auth_code": "134567890123450000"}),
+                    (Ch::Wechatpay, Method::BarcodeOk) => {
+                        json!({"auth_code": "134567890123450000"})
+                    }
                     (Ch::Wechatpay, Method::BarcodeFail) => {
                         json!({"auth_code": "134567890123454004"})
                     }
@@ -431,7 +451,10 @@ impl Runner {
                 let Some(id) = id else {
                     return Err(self.err(
                         FailureKind::Model,
-                        format!("create answered {} without an order id: {answer}", reply.status),
+                        format!(
+                            "create answered {} without an order id: {answer}",
+                            reply.status
+                        ),
                     ));
                 };
                 if reply.status == StatusCode::CREATED
@@ -499,12 +522,18 @@ impl Runner {
                         Buyer::Pay => {
                             o.chan = BTreeSet::from([Chan::Paid]);
                             o.news_at = Some(now);
-                            if o.method.is_barcode() || o.ch == Ch::Wechatpay && o.method.is_barcode() {
+                            if o.method.is_barcode()
+                                || o.ch == Ch::Wechatpay && o.method.is_barcode()
+                            {
                                 o.settle_at = o.next_poll(now) + 1;
                             }
                         }
                         Buyer::Fail => {
-                            let failed = if ch == Ch::Alipay { Chan::Closed } else { Chan::Failed };
+                            let failed = if ch == Ch::Alipay {
+                                Chan::Closed
+                            } else {
+                                Chan::Failed
+                            };
                             o.chan = BTreeSet::from([failed]);
                             let poll = o.next_poll(now);
                             o.settle_at = if poll < o.expires_at {
@@ -563,7 +592,8 @@ impl Runner {
                 let o = &mut self.model.orders[index];
                 let clean_open = !o.disturbed
                     && o.last_seen == Some(Gw::Paying)
-                    && (o.chan == BTreeSet::from([Chan::Open]) || o.chan == BTreeSet::from([Chan::Qr]))
+                    && (o.chan == BTreeSet::from([Chan::Open])
+                        || o.chan == BTreeSet::from([Chan::Qr]))
                     && now < o.expires_at - skew.abs() - 1;
                 if clean_open && (reply.status != StatusCode::OK || answer["state"] != "closed") {
                     return Err(self.err(
@@ -574,7 +604,10 @@ impl Runner {
                 if o.last_seen == Some(Gw::Closed) && reply.status != StatusCode::OK {
                     return Err(self.err(
                         FailureKind::Model,
-                        format!("close of closed order {id} answered {} {answer}", reply.status),
+                        format!(
+                            "close of closed order {id} answered {} {answer}",
+                            reply.status
+                        ),
                     ));
                 }
                 if reply.status == StatusCode::OK {
@@ -625,8 +658,12 @@ impl Runner {
                     .map_err(self.harness("refund"))?;
                 let answer = reply.json().unwrap_or(Value::Null);
                 let code = answer["code"].as_str().unwrap_or("");
-                let refundable = allowed.iter().all(|s| matches!(s, Gw::Paid | Gw::PartiallyRefunded));
-                let unrefundable = allowed.iter().all(|s| !matches!(s, Gw::Paid | Gw::PartiallyRefunded));
+                let refundable = allowed
+                    .iter()
+                    .all(|s| matches!(s, Gw::Paid | Gw::PartiallyRefunded));
+                let unrefundable = allowed
+                    .iter()
+                    .all(|s| !matches!(s, Gw::Paid | Gw::PartiallyRefunded));
                 let describe = || {
                     format!(
                         "refund of {requested} on order {id} ({amount}, allowed {}, held {held:?}) answered {} {answer}",
@@ -634,19 +671,37 @@ impl Runner {
                         reply.status
                     )
                 };
-                if unrefundable && !(reply.status == StatusCode::CONFLICT && code == "refund_not_allowed") {
-                    return Err(self.err(FailureKind::Model, format!("{}; expected 409 refund_not_allowed", describe())));
-                }
-                if refundable && requested > amount - held.0
-                    && !(reply.status == StatusCode::CONFLICT && code == "refund_exceeds_refundable")
+                if unrefundable
+                    && !(reply.status == StatusCode::CONFLICT && code == "refund_not_allowed")
                 {
-                    return Err(self.err(FailureKind::Model, format!("{}; expected 409 refund_exceeds_refundable", describe())));
+                    return Err(self.err(
+                        FailureKind::Model,
+                        format!("{}; expected 409 refund_not_allowed", describe()),
+                    ));
                 }
-                let clean = refundable && !disturbed && !self.armed[&ch] && requested <= amount - held.1;
+                if refundable
+                    && requested > amount - held.0
+                    && !(reply.status == StatusCode::CONFLICT
+                        && code == "refund_exceeds_refundable")
+                {
+                    return Err(self.err(
+                        FailureKind::Model,
+                        format!("{}; expected 409 refund_exceeds_refundable", describe()),
+                    ));
+                }
+                let clean =
+                    refundable && !disturbed && !self.armed[&ch] && requested <= amount - held.1;
                 if clean {
-                    let expected = if ch == Ch::Alipay { "succeeded" } else { "pending" };
+                    let expected = if ch == Ch::Alipay {
+                        "succeeded"
+                    } else {
+                        "pending"
+                    };
                     if reply.status != StatusCode::CREATED || answer["state"] != expected {
-                        return Err(self.err(FailureKind::Model, format!("{}; expected 201 {expected}", describe())));
+                        return Err(self.err(
+                            FailureKind::Model,
+                            format!("{}; expected 201 {expected}", describe()),
+                        ));
                     }
                 }
                 if reply.status != StatusCode::CONFLICT {
@@ -659,7 +714,12 @@ impl Runner {
                         now
                     } else {
                         let ready = 5_000 + skew.max(0);
-                        now + REFUND_POLLS_MS.iter().copied().find(|o| *o > ready).unwrap_or(3_600_000) + 1
+                        now + REFUND_POLLS_MS
+                            .iter()
+                            .copied()
+                            .find(|o| *o > ready)
+                            .unwrap_or(3_600_000)
+                            + 1
                     };
                     self.model.orders[index].refunds.push(MRefund {
                         id: rid,
@@ -709,7 +769,13 @@ impl Runner {
                 if reply.status != StatusCode::CREATED {
                     return Err(self.err(
                         FailureKind::Harness,
-                        format!("arming {} on {} answered {}: {}", fault.name(), ch.name(), reply.status, reply.text()),
+                        format!(
+                            "arming {} on {} answered {}: {}",
+                            fault.name(),
+                            ch.name(),
+                            reply.status,
+                            reply.text()
+                        ),
                     ));
                 }
                 self.armed.insert(ch, true);
@@ -726,7 +792,9 @@ impl Runner {
                     NetFault::Reset => TransportFault::Reset,
                     NetFault::Delay { ms } => TransportFault::Delay { ms: u64::from(ms) },
                     NetFault::TruncatedBody => TransportFault::TruncatedBody { keep_bytes: 12 },
-                    NetFault::WrongContentType => TransportFault::WrongContentType("text/html".into()),
+                    NetFault::WrongContentType => {
+                        TransportFault::WrongContentType("text/html".into())
+                    }
                 };
                 self.sim.faulty.arm(FaultRule::once(prefix, fault));
                 self.armed.insert(ch, true);
@@ -751,7 +819,8 @@ impl Runner {
             }
             self.armed.insert(ch, armed);
         }
-        self.verify().await?;
+        // The model first, so a bug it can see is reported as the model's finding even when
+        // the ledger invariants would flag it too.
         touched.sort_unstable();
         touched.dedup();
         for index in touched {
@@ -760,7 +829,7 @@ impl Runner {
         for ch in self.notify_faults.clone() {
             self.check_acknowledgements(ch).await?;
         }
-        Ok(())
+        self.verify().await
     }
 
     async fn channel_knows_refund(&self, ch: Ch, refund_id: &str) -> Result<bool, Failure> {
@@ -803,7 +872,10 @@ impl Runner {
                 (o.id.clone(), o.ch, o.amount)
             };
             let (_, order) = self.get_json(&format!("/v1/orders/{id}"), true).await?;
-            let state = order["state"].as_str().and_then(Gw::parse).unwrap_or(Gw::Created);
+            let state = order["state"]
+                .as_str()
+                .and_then(Gw::parse)
+                .unwrap_or(Gw::Created);
             let (status, trade) = self
                 .get_json(&format!("/_paysim/{}/trades/{id}", ch.name()), false)
                 .await?;
@@ -814,7 +886,10 @@ impl Runner {
             if exists && trade["amount_minor"].as_i64() != Some(amount) {
                 return Err(self.err(
                     FailureKind::Model,
-                    format!("the channel's trade {id} is for {} fen, the order for {amount}", trade["amount_minor"]),
+                    format!(
+                        "the channel's trade {id} is for {} fen, the order for {amount}",
+                        trade["amount_minor"]
+                    ),
                 ));
             }
             let mut refunded_gw = 0;
@@ -823,12 +898,19 @@ impl Runner {
                     continue;
                 }
                 match refund["state"].as_str() {
-                    Some("succeeded") => refunded_gw += refund["amount_minor"].as_i64().unwrap_or(0),
+                    Some("succeeded") => {
+                        refunded_gw += refund["amount_minor"].as_i64().unwrap_or(0)
+                    }
                     Some("abnormal") => {
-                        *parked.entry(ch).or_insert(0) += refund["amount_minor"].as_i64().unwrap_or(0)
+                        *parked.entry(ch).or_insert(0) +=
+                            refund["amount_minor"].as_i64().unwrap_or(0)
                     }
                     Some("failed") => {}
-                    Some("pending") if !self.channel_knows_refund(ch, refund["id"].as_str().unwrap_or("")).await? => {
+                    Some("pending")
+                        if !self
+                            .channel_knows_refund(ch, refund["id"].as_str().unwrap_or(""))
+                            .await? =>
+                    {
                         // Known gap, not hidden: a refund whose request never reached the
                         // channel stays pending (its amount reserved) until an operator acts;
                         // the channel holds nothing for it, so nothing disagrees.
@@ -863,10 +945,17 @@ impl Runner {
                     return Err(agreement(format!(
                         "order {id} is {} but its trade is {} (exists: {exists})",
                         state.name(),
-                        if exists { trade_state.as_str() } else { "absent" }
+                        if exists {
+                            trade_state.as_str()
+                        } else {
+                            "absent"
+                        }
                     )));
                 }
-                if matches!(trade_state.as_str(), "WAIT_BUYER_PAY" | "NOTPAY" | "USERPAYING") {
+                if matches!(
+                    trade_state.as_str(),
+                    "WAIT_BUYER_PAY" | "NOTPAY" | "USERPAYING"
+                ) {
                     return Err(agreement(format!(
                         "order {id} is {} but its trade is still open ({trade_state})",
                         state.name()
@@ -921,17 +1010,28 @@ impl Runner {
             for day in first_day..=last_day {
                 let (y, m, d) = civil(day);
                 let (_, view) = self
-                    .get_json(&format!("/_paysim/{}/settlements?date={y:04}-{m:02}-{d:02}", ch.name()), false)
+                    .get_json(
+                        &format!(
+                            "/_paysim/{}/settlements?date={y:04}-{m:02}-{d:02}",
+                            ch.name()
+                        ),
+                        false,
+                    )
                     .await?;
-                settled += view["paid_minor"].as_i64().unwrap_or(0) - view["refunded_minor"].as_i64().unwrap_or(0);
+                settled += view["paid_minor"].as_i64().unwrap_or(0)
+                    - view["refunded_minor"].as_i64().unwrap_or(0);
             }
             if clearing != settled {
                 return Err(self.err(
                     FailureKind::Agreement,
-                    format!("{} clearing is {clearing} but the channel settled {settled}", ch.name()),
+                    format!(
+                        "{} clearing is {clearing} but the channel settled {settled}",
+                        ch.name()
+                    ),
                 ));
             }
-            let expected_suspense = late.get(&ch).copied().unwrap_or(0) + parked.get(&ch).copied().unwrap_or(0);
+            let expected_suspense =
+                late.get(&ch).copied().unwrap_or(0) + parked.get(&ch).copied().unwrap_or(0);
             if suspense != expected_suspense {
                 return Err(self.err(
                     FailureKind::Agreement,
@@ -953,7 +1053,13 @@ pub async fn run_case(case: &Case, options: &RunOptions) -> Result<CaseStats, Fa
         ..MultiOptions::default()
     })
     .await
-    .map_err(|e| fail(FailureKind::Harness, 0, format!("building the stack: {e:#}")))?;
+    .map_err(|e| {
+        fail(
+            FailureKind::Harness,
+            0,
+            format!("building the stack: {e:#}"),
+        )
+    })?;
     let mut runner = Runner {
         sim: sim.clone(),
         model: Model {
