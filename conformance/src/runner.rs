@@ -541,8 +541,14 @@ impl Run<'_> {
                     .gateway(Method::POST, "/v1/orders", Some(&body), Some(&key))
                     .await;
                 self.collect_exchanges();
-                if reply.status.is_success() {
-                    if let Some(id) = reply.body.get("id").and_then(Value::as_str) {
+                // A 502 (outcome unknown) still names the order the gateway stored.
+                let id = if reply.status.is_success() {
+                    reply.body.get("id")
+                } else {
+                    reply.body.get("order_id")
+                };
+                {
+                    if let Some(id) = id.and_then(Value::as_str) {
                         self.orders.insert(
                             create.order.get_ref().clone(),
                             OrderRef {

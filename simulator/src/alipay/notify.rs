@@ -208,8 +208,9 @@ impl AlipayMock {
     ) -> EventId {
         let this = self.this.clone();
         let what = if held { "release" } else { "attempt" };
-        self.scheduler.schedule_at(
-            at_ms,
+        self.scheduler.schedule_after(
+            // The channel's clock may be skewed; the run's scheduler is not.
+            at_ms.saturating_sub(self.now_ms()),
             format!("alipay notify ntf_{} {what} {attempt}", index + 1),
             job(move || async move {
                 if let Some(mock) = this.upgrade() {

@@ -1113,8 +1113,9 @@ impl AlipayMock {
         let key = trade.out_trade_no.clone();
         let label = format!("alipay expire {key}");
         trade.expires_at_ms = Some(at_ms);
-        trade.expiry_event = Some(self.scheduler.schedule_at(
-            at_ms,
+        trade.expiry_event = Some(self.scheduler.schedule_after(
+            // The channel's clock may be skewed; the run's scheduler is not.
+            at_ms.saturating_sub(self.now_ms()),
             label,
             job(move || async move {
                 if let Some(mock) = this.upgrade() {

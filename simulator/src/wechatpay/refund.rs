@@ -285,15 +285,20 @@ impl WechatpayMock {
             notifications: Vec::new(),
         };
         let this = self.this.clone();
-        refund.settle_event = Some(self.scheduler.schedule_at(
-            call.now_ms.saturating_add(REFUND_SETTLE_MS),
-            format!("wechatpay refund {mchid}/{out_refund_no} settles"),
-            job(move || async move {
-                if let Some(mock) = this.upgrade() {
-                    mock.settle_refund(index);
-                }
-            }),
-        ));
+        refund.settle_event = Some(
+            self.scheduler.schedule_after(
+                // The channel's clock may be skewed; the run's scheduler is not.
+                call.now_ms
+                    .saturating_add(REFUND_SETTLE_MS)
+                    .saturating_sub(self.now_ms()),
+                format!("wechatpay refund {mchid}/{out_refund_no} settles"),
+                job(move || async move {
+                    if let Some(mock) = this.upgrade() {
+                        mock.settle_refund(index);
+                    }
+                }),
+            ),
+        );
         let reply = Reply::Json(refund.json().to_string());
         state.refunds.push(refund);
         state.by_out_refund_no.insert(refund_key, index);

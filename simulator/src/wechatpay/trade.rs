@@ -604,8 +604,9 @@ impl WechatpayMock {
         let this = self.this.clone();
         let key = key.clone();
         let label = format!("wechatpay expire {}/{}", key.0, key.1);
-        trade.expiry_event = Some(self.scheduler.schedule_at(
-            trade.time_expire_ms,
+        trade.expiry_event = Some(self.scheduler.schedule_after(
+            // The channel's clock may be skewed; the run's scheduler is not.
+            trade.time_expire_ms.saturating_sub(self.now_ms()),
             label,
             job(move || async move {
                 if let Some(mock) = this.upgrade() {
