@@ -174,7 +174,7 @@ impl ErrorCode {
                 "the amount exceeds what remains refundable (paid − refunded − pending)"
             }
             ErrorCode::ChannelRejected => {
-                "the channel refused the request; the order or refund failed"
+                "the channel refused the request (a prepay refused: the order is stored as failed). A payment or refund the channel declines (a payment code refused, a refund refused for lack of balance) is not an error: it is answered with state `failed`"
             }
             ErrorCode::ChannelUnavailable => {
                 "the channel did not answer; the outcome is unknown and the scheduler will query it"
