@@ -363,7 +363,12 @@ impl Gateway {
 
     /// Whether a bug is planted (see [`PlantedBug`]).
     pub fn planted(&self, bug: PlantedBug) -> bool {
-        PlantedBugs(self.inner.planted.load(std::sync::atomic::Ordering::Relaxed)).has(bug)
+        PlantedBugs(
+            self.inner
+                .planted
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .has(bug)
     }
     pub fn adapters(&self) -> &Adapters {
         &self.inner.adapters

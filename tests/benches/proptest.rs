@@ -28,7 +28,10 @@ fn main() {
     };
     let seconds = started.elapsed().as_secs_f64();
     println!("property suite benchmark (seed {seed}, SQLite in memory, both channels)");
-    println!("  cases          {cases} in {seconds:.2} s = {:.1} cases/s", f64::from(cases) / seconds);
+    println!(
+        "  cases          {cases} in {seconds:.2} s = {:.1} cases/s",
+        f64::from(cases) / seconds
+    );
     println!(
         "  operations     {} = {:.0} ops/s",
         stats.ops,

@@ -52,7 +52,9 @@ const SIMULATOR_STREAM: u64 = 2;
 pub enum StoreKind {
     SqliteMemory,
     /// A fresh schema on this server, dropped by [`MultiSim::cleanup`].
-    Postgres { url: String },
+    Postgres {
+        url: String,
+    },
 }
 
 #[derive(Debug, Clone)]

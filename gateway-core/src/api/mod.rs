@@ -683,13 +683,14 @@ async fn create_order(
 ) -> Result<Response, ApiError> {
     let body = body_bytes(&headers, body)?;
     let key = idempotency_key(&headers)?;
-    let mut request =
-        parse_new_order(&body, gateway.now_ms(), gateway.config().default_expiry_ms)?;
+    let mut request = parse_new_order(&body, gateway.now_ms(), gateway.config().default_expiry_ms)?;
     if gateway.planted(PlantedBug::YuanFenSlip) {
         // Planted bug `YuanFenSlip`: the yuan amount taken for fen, 100× off.
-        let slipped = request.amount.minor().checked_mul(100).ok_or_else(|| {
-            ApiError::field("amount", "too large")
-        })?;
+        let slipped = request
+            .amount
+            .minor()
+            .checked_mul(100)
+            .ok_or_else(|| ApiError::field("amount", "too large"))?;
         request.amount = Money::from_minor(slipped, request.amount.currency());
     }
     let merchant = request.merchant_id.clone();
@@ -894,11 +895,7 @@ async fn ledger_verify(State(gateway): State<Gateway>) -> Result<Json<VerifyView
 /// Every alert raised so far, newest last; read-only.
 #[utoipa::path(get, path = "/v1/alerts", responses((status = 200, body = Vec<AlertView>)))]
 async fn alerts(State(gateway): State<Gateway>) -> Result<Json<Vec<AlertView>>, ApiError> {
-    let alerts = gateway
-        .store()
-        .alerts()
-        .await
-        .map_err(ServiceError::from)?;
+    let alerts = gateway.store().alerts().await.map_err(ServiceError::from)?;
     Ok(Json(alerts.iter().map(AlertView::from).collect()))
 }
 

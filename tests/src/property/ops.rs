@@ -88,11 +88,19 @@ pub enum Portion {
 pub enum ProtocolFault {
     BadResponseSignature,
     ErrorCode,
-    SystemError { executed: bool },
-    Http500 { executed: bool },
-    DuplicateNotification { copies: u8 },
+    SystemError {
+        executed: bool,
+    },
+    Http500 {
+        executed: bool,
+    },
+    DuplicateNotification {
+        copies: u8,
+    },
     ForgedNotification,
-    TamperedNotificationAmount { resign: bool },
+    TamperedNotificationAmount {
+        resign: bool,
+    },
     DropNotification,
     /// WeChat Pay only.
     SigntestResponse,
@@ -164,14 +172,36 @@ pub enum NetFault {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    Create { ch: Ch, method: Method, amount_minor: i64 },
-    Buyer { order: u8, action: Buyer },
-    Close { order: u8 },
-    Refund { order: u8, portion: Portion },
-    Query { order: u8 },
-    Advance { ms: i64 },
-    Protocol { ch: Ch, fault: ProtocolFault },
-    Net { ch: Ch, fault: NetFault },
+    Create {
+        ch: Ch,
+        method: Method,
+        amount_minor: i64,
+    },
+    Buyer {
+        order: u8,
+        action: Buyer,
+    },
+    Close {
+        order: u8,
+    },
+    Refund {
+        order: u8,
+        portion: Portion,
+    },
+    Query {
+        order: u8,
+    },
+    Advance {
+        ms: i64,
+    },
+    Protocol {
+        ch: Ch,
+        fault: ProtocolFault,
+    },
+    Net {
+        ch: Ch,
+        fault: NetFault,
+    },
     /// Disarm every fault, let 26 h of virtual time pass, check agreement with the channels.
     Quiesce,
 }

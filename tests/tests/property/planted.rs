@@ -56,7 +56,11 @@ fn finds_refund_ceiling_off() {
 fn finds_ack_before_commit() {
     find(
         PlantedBug::AckBeforeCommit,
-        &[FailureKind::Model, FailureKind::Invariant, FailureKind::Agreement],
+        &[
+            FailureKind::Model,
+            FailureKind::Invariant,
+            FailureKind::Agreement,
+        ],
     );
 }
 
