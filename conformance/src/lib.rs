@@ -26,7 +26,8 @@ pub use world::{Routers, SystemUnderTest, WorldParts};
 
 /// Every `*.toml` scenario under `paths` (files as given, directories searched recursively),
 /// sorted, without duplicates. Files under a directory named `invalid` are skipped unless
-/// named directly (they are the broken examples of the diagnostics tests).
+/// named directly (they are the broken examples of the diagnostics tests); so are files under
+/// `failing` (scenarios that fail on purpose) and `vectors`.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
@@ -52,7 +53,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         if path.is_dir() {
             if path
                 .file_name()
-                .is_some_and(|name| name == "invalid" || name == "vectors")
+                .is_some_and(|name| name == "invalid" || name == "failing" || name == "vectors")
             {
                 continue;
             }

@@ -952,6 +952,26 @@ impl Gateway {
         }
     }
 
+    /// Applies a payment report from a notification. A report that an order's trade closed
+    /// or failed is not taken on its word while the order is still open: the channel is
+    /// queried and its answer applied, so a signed but conflicting notification (a
+    /// `TRADE_CLOSED` for a trade that was paid) never gives up an order whose money moved.
+    /// Any other report — and closure reports for orders no longer open — apply as they are.
+    pub async fn apply_payment_report(
+        &self,
+        id: &OrderId,
+        status: PaymentStatus,
+    ) -> Result<Order, ServiceError> {
+        if matches!(status, PaymentStatus::Closed | PaymentStatus::Failed { .. }) {
+            let order = self.get_order(id).await?;
+            if order.state.is_open() {
+                tracing::info!(order = %id, "closure reported by a notification; confirming with a query");
+                return self.query_order(id, "notification").await;
+            }
+        }
+        self.apply_payment(id, status, "notification").await
+    }
+
     /// Asks the channel about an open order and applies the answer (补单).
     pub async fn query_order(&self, id: &OrderId, source: &str) -> Result<Order, ServiceError> {
         let order = self.get_order(id).await?;

@@ -951,7 +951,7 @@ async fn notify(
             Err(())
         }
         Ok(Notification::Payment { order_id, status }) => gateway
-            .apply_payment(&order_id, status, "notification")
+            .apply_payment_report(&order_id, status)
             .await
             .map(|_| ())
             .map_err(|error| {
