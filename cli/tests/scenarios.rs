@@ -142,10 +142,24 @@ fn a_false_expectation_fails_with_expected_versus_actual() {
 
 #[test]
 fn timelines_are_pinned_for_a_few_scenarios() {
-    for (snapshot, file) in [(
-        "timeline_alipay_duplicate_notification",
-        "scenarios/alipay/qr-paid-duplicate-notification.toml",
-    )] {
+    for (snapshot, file) in [
+        (
+            "timeline_alipay_duplicate_notification",
+            "scenarios/alipay/qr-paid-duplicate-notification.toml",
+        ),
+        (
+            "timeline_alipay_transport_notification_faults",
+            "scenarios/alipay/transport-notification-faults.toml",
+        ),
+        (
+            "timeline_wechatpay_refund_notification_before_payment",
+            "scenarios/wechatpay/refund-notification-before-payment.toml",
+        ),
+        (
+            "timeline_wechatpay_codepay_userpaying_reversed",
+            "scenarios/wechatpay/codepay-userpaying-reversed.toml",
+        ),
+    ] {
         let scenario = load_file(file).unwrap();
         let (reports, _) = run_all(std::slice::from_ref(&scenario), None, false).unwrap();
         let report = reports.first().unwrap();

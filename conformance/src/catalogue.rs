@@ -34,8 +34,9 @@ pub const ORDER_STATES: [&str; 7] = [
 /// `state` of a refund in the gateway API.
 pub const REFUND_STATES: [&str; 4] = ["pending", "succeeded", "failed", "abnormal"];
 
-/// Buyer actions of the control plane.
-pub const BUYER_ACTIONS: [&str; 4] = ["scan", "pay", "fail", "abandon"];
+/// Buyer actions: `open` (the runner opens the order's cashier URL, app order string or QR
+/// code as the buyer's browser or app would), then the control plane's own.
+pub const BUYER_ACTIONS: [&str; 5] = ["open", "scan", "pay", "fail", "abandon"];
 
 /// Notification events of the control plane's views.
 pub const NOTIFICATION_EVENTS: [&str; 3] = ["payment", "refund", "close"];

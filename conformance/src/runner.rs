@@ -648,6 +648,11 @@ impl Run<'_> {
                     );
                 }
             }
+            Action::Buyer(buyer) if buyer.action.get_ref() == "open" => {
+                if let Some(order) = self.order_ref(step, buyer.order.get_ref()) {
+                    self.open(step, &order, buyer.status.unwrap_or(200)).await;
+                }
+            }
             Action::Buyer(buyer) => {
                 if let Some(order) = self.order_ref(step, buyer.order.get_ref()) {
                     let reply = self
@@ -754,6 +759,75 @@ impl Run<'_> {
             Action::Expect(expect) => self.expect(step, expect).await,
         }
         self.settle().await;
+    }
+
+    /// The buyer opens what the order's `buyer_action` hands them, as their browser or app
+    /// would: a cashier or H5 URL is fetched from the simulator, an Alipay app order string
+    /// is handed to the simulated wallet (which opens the trade; `cancel` leaves it unpaid), a
+    /// QR code is scanned. JSAPI/App prepay ids need no opening.
+    async fn open(&mut self, step: &Step, order: &OrderRef, expected: u16) {
+        let reply = self
+            .gateway(Method::GET, &format!("/v1/orders/{}", order.id), None, None)
+            .await;
+        let action = order_body(reply.body)
+            .get("buyer_action")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let kind = action
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("none")
+            .to_owned();
+        let reply = match kind.as_str() {
+            "redirect" => {
+                let url = action
+                    .get("url")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let path = url.strip_prefix(SIMULATOR_URL).unwrap_or(url).to_owned();
+                Some(self.control(Method::GET, &path, None).await)
+            }
+            "app" if order.channel == "alipay" => {
+                let order_string = action
+                    .get("order_string")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                Some(
+                    self.control(
+                        Method::POST,
+                        "/alipay/wallet/app-pay",
+                        Some(&json!({ "order_string": order_string, "action": "cancel" })),
+                    )
+                    .await,
+                )
+            }
+            "qr_code" => Some(
+                self.control(
+                    Method::POST,
+                    &format!("/_paysim/{}/trades/{}/actions", order.channel, order.id),
+                    Some(&json!({ "action": "scan" })),
+                )
+                .await,
+            ),
+            _ => None,
+        };
+        self.collect_exchanges();
+        self.report.checks += 1;
+        match reply {
+            None => self.log(format!("  nothing to open ({kind})")),
+            Some(reply) => {
+                self.log(format!("  opened {kind} ← {}", reply.summary()));
+                if reply.status.as_u16() != expected {
+                    let excerpt: String = reply.text.chars().take(120).collect();
+                    self.fail(
+                        step,
+                        format!("buyer open ({kind})"),
+                        expected.to_string(),
+                        format!("{} ({excerpt})", reply.summary()),
+                    );
+                }
+            }
+        }
     }
 
     fn transport_rule(&mut self, fault: &TransportFaultStep) -> FaultRule {

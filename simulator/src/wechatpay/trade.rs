@@ -576,6 +576,9 @@ impl WechatpayMock {
         match (action, trade_state) {
             // Opening the payment sheet does not change trade_state (NOTPAY until paid).
             (BuyerAction::Scan | BuyerAction::Abandon, TradeState::NotPay) => {}
+            // The diner walks away from a payment-code confirmation: nothing changes (the
+            // merchant's polls, then its reverse, decide).
+            (BuyerAction::Abandon, TradeState::UserPaying) => {}
             (BuyerAction::Pay, TradeState::NotPay | TradeState::UserPaying) => {
                 self.mark_paid(state, key, now_ms);
             }
@@ -586,7 +589,7 @@ impl WechatpayMock {
                     }
                 }
             }
-            (BuyerAction::Scan | BuyerAction::Abandon, TradeState::UserPaying)
+            (BuyerAction::Scan, TradeState::UserPaying)
             | (
                 BuyerAction::Scan | BuyerAction::Pay | BuyerAction::Fail | BuyerAction::Abandon,
                 TradeState::Success
