@@ -237,6 +237,13 @@ impl AlipayMock {
         };
         let fault = self.faults.take_for_request(checked.method);
         exchange.fault = fault.as_ref().map(|f| f.kind.name().to_owned());
+        // Named from the request itself, so a faulted (unexecuted) request is still logged
+        // against its order; execution completes it from what it found.
+        exchange.out_trade_no = checked
+            .biz
+            .get("out_trade_no")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let call = Call {
             method: checked.method,
             app_id: checked.app_id,
@@ -249,7 +256,9 @@ impl AlipayMock {
                 Ok(executed) => (executed.node, executed.out_trade_no),
                 Err((error, out_trade_no)) => (error.into_node(), out_trade_no),
             };
-            exchange.out_trade_no = out_trade_no;
+            if out_trade_no.is_some() {
+                exchange.out_trade_no = out_trade_no;
+            }
             node
         };
         let Some(fault) = fault else {

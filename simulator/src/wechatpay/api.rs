@@ -295,9 +295,21 @@ impl WechatpayMock {
         };
         let fault = self.faults.take_for_request(route.api());
         exchange.fault = fault.as_ref().map(|f| f.kind.name().to_owned());
+        // Named from the request itself, so a faulted (unexecuted) request is still logged
+        // against its order; execution completes it from what it found.
+        exchange.out_trade_no = match &route {
+            Route::QueryByOutTradeNo(no) | Route::Close(no) | Route::Reverse(no) => {
+                Some(no.clone())
+            }
+            _ => serde_json::from_slice::<serde_json::Value>(call.body)
+                .ok()
+                .and_then(|body| body.get("out_trade_no")?.as_str().map(str::to_owned)),
+        };
         let mut run = || {
             let (reply, out_trade_no) = self.execute(&route, &call);
-            exchange.out_trade_no = out_trade_no;
+            if out_trade_no.is_some() {
+                exchange.out_trade_no = out_trade_no;
+            }
             reply
         };
         let Some(fault) = fault else {

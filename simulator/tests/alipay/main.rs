@@ -991,6 +991,20 @@ async fn faults_error_code_system_error_and_http_500() {
         (node["code"].as_str(), node["sub_code"].as_str()),
         (Some("40004"), Some("ACQ.SELLER_BALANCE_NOT_ENOUGH"))
     );
+    // The unexecuted request is still logged against the order it named.
+    let (_, exchanges) = h
+        .control(Method::GET, "/_paysim/alipay/exchanges", None)
+        .await;
+    let last = exchanges["exchanges"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["fault"].as_str(), last["out_trade_no"].as_str()),
+        (Some("error_code"), Some("X"))
+    );
 
     h.arm(json!({"target": "alipay.trade.create", "fault": "system_error", "params": {"executed": true}})).await;
     let biz = json!({"out_trade_no": "ORDER_SE", "total_amount": "1", "subject": "s"});
