@@ -24,17 +24,25 @@ pub fn schedule_order_followups(gateway: &Gateway, order: &Order) {
 }
 
 fn schedule_order_followups_from(gateway: &Gateway, order: &Order, first_poll_ms: UnixMillis) {
-    schedule_expiry(gateway, order.id.clone(), order.expires_at_ms, "expiry");
+    schedule_expiry(gateway, order.id.clone(), order.expires_at_ms, "expiry", 0);
     schedule_poll(gateway, order, first_poll_ms);
 }
 
+/// Failed closes of one order after which an operator is alerted (`close_failing`, once).
+const CLOSE_FAILURES_BEFORE_ALERT: u32 = 12;
+/// The longest wait between two attempts to close an order the channel keeps refusing.
+const MAX_CLOSE_RETRY_MS: i64 = 3_600_000;
+
 /// Closes the order at `at_ms` (at the channel first); when the channel cannot confirm, tries
-/// again a poll interval later. `source` names why (`expiry`, `barcode_timeout`).
+/// again — a poll interval later, doubling up to an hour — and alerts an operator once after
+/// [`CLOSE_FAILURES_BEFORE_ALERT`] failures (the order stays open and polled meanwhile: the
+/// buyer may still have paid). `source` names why (`expiry`, `barcode_timeout`).
 fn schedule_expiry(
     gateway: &Gateway,
     id: crate::ids::OrderId,
     at_ms: UnixMillis,
     source: &'static str,
+    failures: u32,
 ) {
     let again = gateway.clone();
     gateway.scheduler().schedule_at(
@@ -44,13 +52,35 @@ fn schedule_expiry(
             match again.close_order(&id, source).await {
                 Ok(_) | Err(ServiceError::NotClosable(_) | ServiceError::NeedsReview(_)) => {}
                 Err(error) => {
-                    tracing::warn!(order = %id, %error, source, "closing the order failed; retrying");
-                    let retry_at = again.now_ms() + last_interval(&again);
-                    schedule_expiry(&again, id, retry_at, source);
+                    let failures = failures.saturating_add(1);
+                    tracing::warn!(order = %id, %error, source, failures, "closing the order failed; retrying");
+                    if failures == CLOSE_FAILURES_BEFORE_ALERT {
+                        let message = format!(
+                            "closing the order at its channel failed {failures} times ({source}); last error: {error}"
+                        );
+                        if let Err(alert_error) =
+                            again.raise_alert("close_failing", id.as_str(), message).await
+                        {
+                            tracing::warn!(order = %id, %alert_error, "raising the alert failed");
+                        }
+                    }
+                    let retry_at = again.now_ms().saturating_add(close_retry_delay(&again, failures));
+                    schedule_expiry(&again, id, retry_at, source, failures);
                 }
             }
         }),
     );
+}
+
+/// The wait before the next close attempt after `failures` failed ones: the poll schedule's
+/// last interval, doubled per failure beyond the alert threshold's half, at most an hour.
+fn close_retry_delay(gateway: &Gateway, failures: u32) -> i64 {
+    let base = last_interval(gateway);
+    let doublings = failures
+        .saturating_sub(CLOSE_FAILURES_BEFORE_ALERT / 2)
+        .min(16);
+    base.saturating_mul(1_i64 << doublings)
+        .min(MAX_CLOSE_RETRY_MS.max(base))
 }
 
 fn last_interval(gateway: &Gateway) -> i64 {
@@ -122,7 +152,7 @@ fn schedule_poll(gateway: &Gateway, order: &Order, due_ms: UnixMillis) {
                 if next == UnixMillis::MAX {
                     // A barcode payment the buyer never confirmed: cancel it now rather than
                     // leave the buyer's money in doubt until the order expires.
-                    schedule_expiry(&poller, id, poller.now_ms(), "barcode_timeout");
+                    schedule_expiry(&poller, id, poller.now_ms(), "barcode_timeout", 0);
                 } else {
                     schedule_poll(&poller, &order, next);
                 }

@@ -451,6 +451,21 @@ impl Gateway {
         }
     }
 
+    /// Raises an alert for an operator on its own (not as part of a state change).
+    pub async fn raise_alert(
+        &self,
+        kind: &str,
+        subject: &str,
+        message: String,
+    ) -> Result<(), ServiceError> {
+        let change = Change {
+            alert: Some(self.alert(kind, subject, message)),
+            ..Change::default()
+        };
+        self.inner.store.commit(&change).await?;
+        Ok(())
+    }
+
     // ------------------------------------------------------------------ orders
 
     pub async fn get_order(&self, id: &OrderId) -> Result<Order, ServiceError> {
