@@ -9,13 +9,13 @@ use anyhow::{anyhow, Context as _};
 use conformance::{Routers, Scenario, SystemUnderTest, WorldParts};
 use determinism::SeededEntropy;
 use gateway_core::channel::Adapters;
-use gateway_core::channels::alipay::{AlipayAdapter, AlipayConfig};
+use gateway_core::channels::alipay::{AlipayAdapter, AlipayCertificates, AlipayConfig};
 use gateway_core::channels::wechatpay::{WechatpayAdapter, WechatpayConfig};
 use gateway_core::state::Channel;
 use gateway_core::store::sqlite::SqliteDatabase;
 use gateway_core::store::Store;
 use gateway_core::{Gateway, GatewayConfig, GatewayParts, LatePaymentPolicy};
-use simulator::alipay::{AlipayApp, AlipayMockConfig};
+use simulator::alipay::{AlipayApp, AlipayMockCertificates, AlipayMockConfig};
 use simulator::wechatpay::{WechatpayMerchant, WechatpayMockConfig, WechatpaySigningMode};
 use simulator::{Simulator, SimulatorParts};
 
@@ -48,6 +48,9 @@ const ALIPAY_APP_PRIVATE: &str = vector_key!("alipay/keys/app_private_pkcs8.pem"
 const ALIPAY_APP_PUBLIC: &str = vector_key!("alipay/keys/app_public.pem");
 const ALIPAY_PRIVATE: &str = vector_key!("alipay/keys/alipay_private_pkcs1.pem");
 const ALIPAY_PUBLIC: &str = vector_key!("alipay/keys/alipay_public.pem");
+const ALIPAY_APP_CERT: &str = vector_key!("alipay/certs/app_cert_public_key_2021000000000001.crt");
+const ALIPAY_CERT: &str = vector_key!("alipay/certs/alipay_cert_public_key_rsa2.crt");
+const ALIPAY_ROOT_CERT: &str = vector_key!("alipay/certs/alipay_root_cert.crt");
 const WECHATPAY_MERCHANT_PRIVATE: &str = vector_key!("wechatpay/keys/merchant_private_pkcs8.pem");
 const WECHATPAY_MERCHANT_PUBLIC: &str = vector_key!("wechatpay/keys/merchant_public.pem");
 const WECHATPAY_PLATFORM_PRIVATE: &str = vector_key!("wechatpay/keys/platform_private_pkcs8.pem");
@@ -68,15 +71,23 @@ impl SystemUnderTest for Builtin {
             .as_ref()
             .is_some_and(|mode| mode.get_ref() == "certificates");
 
+        let alipay_certificates = scenario
+            .setup
+            .alipay_keys
+            .as_ref()
+            .is_some_and(|mode| mode.get_ref() == "certificates");
         let alipay = wired("alipay").then(|| AlipayMockConfig {
             alipay_private_key_pem: ALIPAY_PRIVATE.to_owned(),
             apps: vec![AlipayApp {
                 app_id: ALIPAY_APP_ID.to_owned(),
                 app_public_key_pem: ALIPAY_APP_PUBLIC.to_owned(),
-                app_cert_pem: None,
+                app_cert_pem: alipay_certificates.then(|| ALIPAY_APP_CERT.to_owned()),
             }],
             seller_id: ALIPAY_SELLER_ID.to_owned(),
-            certificates: None,
+            certificates: alipay_certificates.then(|| AlipayMockCertificates {
+                alipay_cert_pem: ALIPAY_CERT.to_owned(),
+                alipay_root_cert_pem: ALIPAY_ROOT_CERT.to_owned(),
+            }),
         });
         let apiv3_key = WECHATPAY_APIV3_KEY.trim().to_owned();
         let wechatpay = wired("wechatpay").then(|| WechatpayMockConfig {
@@ -115,7 +126,11 @@ impl SystemUnderTest for Builtin {
                     alipay_public_key_pem: ALIPAY_PUBLIC.to_owned(),
                     gateway_url: format!("{}/alipay/gateway.do", parts.simulator_url),
                     seller_id: Some(ALIPAY_SELLER_ID.to_owned()),
-                    certificates: None,
+                    certificates: alipay_certificates.then(|| AlipayCertificates {
+                        app_cert_pem: ALIPAY_APP_CERT.to_owned(),
+                        alipay_cert_pem: ALIPAY_CERT.to_owned(),
+                        alipay_root_cert_pem: ALIPAY_ROOT_CERT.to_owned(),
+                    }),
                 })
                 .context("alipay adapter")?,
             ));

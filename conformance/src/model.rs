@@ -39,6 +39,9 @@ pub struct Setup {
     /// and whether the gateway is given the public key (`public_key`) or downloads
     /// certificates (`certificates`).
     pub wechatpay_keys: Option<Text>,
+    /// Alipay: public-key mode (`public_key`, default) or public-key-certificate mode
+    /// (`certificates`: `app_cert_sn`, `alipay_root_cert_sn`, `alipay_cert_sn`).
+    pub alipay_keys: Option<Text>,
 }
 
 /// Overrides of the gateway's configuration.

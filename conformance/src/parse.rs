@@ -340,10 +340,15 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        if let Some(keys) = &setup.wechatpay_keys {
-            const MODES: [&str; 2] = ["public_key", "certificates"];
-            if !MODES.contains(&keys.get_ref().as_str()) {
-                self.unknown(&keys.span(), "wechatpay_keys mode", keys.get_ref(), &MODES);
+        const KEY_MODES: [&str; 2] = ["public_key", "certificates"];
+        for (what, keys) in [
+            ("wechatpay_keys mode", &setup.wechatpay_keys),
+            ("alipay_keys mode", &setup.alipay_keys),
+        ] {
+            if let Some(keys) = keys {
+                if !KEY_MODES.contains(&keys.get_ref().as_str()) {
+                    self.unknown(&keys.span(), what, keys.get_ref(), &KEY_MODES);
+                }
             }
         }
         let gateway = &setup.gateway;
