@@ -4,6 +4,15 @@
 //! a false expectation fails with a readable diff. Snapshots are reviewed, never blindly
 //! accepted.
 
+// A test binary at the crate root is not `cfg(test)` code to clippy, so clippy.toml's
+// allow-*-in-tests does not reach it; failing loudly is what a test is for.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation panics with its message"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
