@@ -1206,9 +1206,12 @@ impl Gateway {
         self.apply_refund(id, status, source).await
     }
 
-    /// Applies a refund report that states the amount moved (a notification): a success for
-    /// another amount than the refund's is abnormal — the money moved, but not as booked —
-    /// exactly as adapters map the same report in a refund or refund-query answer.
+    /// Applies a refund report that states the amount moved (a notification). A success for
+    /// another amount than the refund's is not taken on its word while the refund is pending:
+    /// the channel is queried and its answer applied (abnormal if the query too reports
+    /// another amount, exactly as adapters map it) — so a signed notification whose amount
+    /// was altered never parks a refund the channel executed as asked. For a refund already
+    /// settled such a report is abnormal and contradicts the final state (logged, unchanged).
     pub async fn apply_refund_report(
         &self,
         id: &RefundId,
@@ -1221,6 +1224,9 @@ impl Gateway {
                 let refund = self.get_refund(id).await?;
                 if reported == refund.amount {
                     status
+                } else if refund.state == RefundState::Pending {
+                    tracing::info!(refund = %id, %reported, "refund reported for another amount; confirming with a query");
+                    return self.query_refund(id, source).await;
                 } else {
                     RefundStatus::Abnormal {
                         reason: format!(

@@ -926,7 +926,20 @@ impl ChannelAdapter for AlipayAdapter {
                                 .filter(|trade_no| !trade_no.is_empty()),
                         })
                     }
-                    None | Some("") => Ok(RefundStatus::Pending),
+                    // No refund data: Alipay never received the refund (the request was lost,
+                    // or refused before executing). Its documentation: a query that finds no
+                    // refund means the refund did not succeed, and the merchant may send it
+                    // again under the same out_request_no (which Alipay treats as the same
+                    // refund, so a refund that did execute is answered, not repeated). Said as
+                    // the channel not knowing the refund, like WeChat Pay's RESOURCE_NOT_EXISTS:
+                    // the service then sends it again.
+                    None | Some("") => Err(AdapterError::Rejected {
+                        code: "REFUND_NOT_FOUND".to_owned(),
+                        message: format!(
+                            "alipay.trade.fastpay.refund.query knows no refund {}: it was never executed",
+                            refund.id
+                        ),
+                    }),
                     Some(other) => Err(AdapterError::Protocol(format!(
                         "refund query: unknown refund_status {other:?}"
                     ))),

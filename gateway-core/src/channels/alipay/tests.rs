@@ -886,7 +886,14 @@ fn refund_query_mapping() {
         parse(
             r#"{"code":"10000","msg":"Success","out_trade_no":"ord_vector0000000000000001","out_request_no":"rfd_vector0000000000000001"}"#
         ),
-        Ok(RefundStatus::Pending)
+        // No refund data: never executed at Alipay; the service sends it again.
+        Err(AdapterError::Rejected {
+            code: "REFUND_NOT_FOUND".to_owned(),
+            message: format!(
+                "alipay.trade.fastpay.refund.query knows no refund {}: it was never executed",
+                refund.id
+            ),
+        })
     );
     assert!(matches!(
         parse(
