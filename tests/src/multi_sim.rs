@@ -240,8 +240,17 @@ impl MultiSim {
         })
     }
 
-    /// Drops the PostgreSQL schema of the run (nothing on SQLite).
+    /// Ends the run: drops every pending event and unregisters both servers, which breaks the
+    /// reference cycles (scheduled jobs and the transport's routes hold the gateway, which
+    /// holds the scheduler and the transport) so the stack — its store and, on PostgreSQL, its
+    /// pooled connections — is freed once the last handle goes; then drops the PostgreSQL
+    /// schema of the run (nothing on SQLite).
     pub async fn cleanup(&self) -> anyhow::Result<()> {
+        for event in self.scheduler.pending() {
+            self.scheduler.cancel(event.id);
+        }
+        self.transport.unregister(GATEWAY_URL);
+        self.transport.unregister(SIMULATOR_URL);
         if let Some((store, schema)) = &self.schema {
             store
                 .database()

@@ -91,7 +91,15 @@ pub enum ProtocolFault {
     SystemError {
         executed: bool,
     },
+    /// An HTTP 5xx (`status` 500–599) instead of a protocol answer.
     Http500 {
+        executed: bool,
+        status: u16,
+    },
+    /// The answer, processed normally, carries no signature.
+    UnsignedResponse,
+    /// HTTP 200 whose body is cut mid-object plus garbage.
+    MalformedBody {
         executed: bool,
     },
     DuplicateNotification {
@@ -102,6 +110,23 @@ pub enum ProtocolFault {
         resign: bool,
     },
     DropNotification,
+    /// The next notification attempt is held `delay_ms`, then sent.
+    DelayNotification {
+        delay_ms: u32,
+    },
+    /// The next notification attempt is held until a later one of the same trade went out
+    /// (at most `max_hold_ms`).
+    OutOfOrderNotification {
+        max_hold_ms: u32,
+    },
+    /// The oldest notification ever sent is re-sent verbatim before the next attempt.
+    ReplayNotification,
+    /// The next attempt reports the trade (refund) closed, correctly signed, whatever it is.
+    ConflictingStatusNotification,
+    /// WeChat Pay only: the answer names a platform key the gateway never saw.
+    UnknownSerial,
+    /// Alipay only: the notification a request queues is delivered before its answer.
+    NotifyBeforeResponse,
     /// WeChat Pay only.
     SigntestResponse,
     /// WeChat Pay only.
@@ -121,10 +146,23 @@ impl ProtocolFault {
             ProtocolFault::ForgedNotification => "forged_notification",
             ProtocolFault::TamperedNotificationAmount { .. } => "tampered_notification_amount",
             ProtocolFault::DropNotification => "drop_notification",
+            ProtocolFault::UnsignedResponse => "unsigned_response",
+            ProtocolFault::MalformedBody { .. } => "malformed_body",
+            ProtocolFault::DelayNotification { .. } => "delay_notification",
+            ProtocolFault::OutOfOrderNotification { .. } => "out_of_order_notification",
+            ProtocolFault::ReplayNotification => "replay_notification",
+            ProtocolFault::ConflictingStatusNotification => "conflicting_status_notification",
+            ProtocolFault::UnknownSerial => "unknown_serial",
+            ProtocolFault::NotifyBeforeResponse => "notify_before_response",
             ProtocolFault::SigntestResponse => "signtest_response",
             ProtocolFault::RefundAbnormal => "refund_abnormal",
             ProtocolFault::RefundClosed => "refund_closed",
         }
+    }
+
+    /// Whether the fault acts on a notification (rather than a request or a refund outcome).
+    pub fn on_notification(self) -> bool {
+        self.target() == "notify"
     }
 
     /// The control plane's target: `*` for request faults, `notify`, `refund`.
@@ -133,20 +171,48 @@ impl ProtocolFault {
             ProtocolFault::DuplicateNotification { .. }
             | ProtocolFault::ForgedNotification
             | ProtocolFault::TamperedNotificationAmount { .. }
-            | ProtocolFault::DropNotification => "notify",
+            | ProtocolFault::DropNotification
+            | ProtocolFault::DelayNotification { .. }
+            | ProtocolFault::OutOfOrderNotification { .. }
+            | ProtocolFault::ReplayNotification
+            | ProtocolFault::ConflictingStatusNotification => "notify",
             ProtocolFault::RefundAbnormal | ProtocolFault::RefundClosed => "refund",
             ProtocolFault::BadResponseSignature
             | ProtocolFault::ErrorCode
             | ProtocolFault::SystemError { .. }
             | ProtocolFault::Http500 { .. }
+            | ProtocolFault::UnsignedResponse
+            | ProtocolFault::MalformedBody { .. }
+            | ProtocolFault::UnknownSerial
+            | ProtocolFault::NotifyBeforeResponse
             | ProtocolFault::SigntestResponse => "*",
         }
     }
 
-    pub fn params(self) -> serde_json::Value {
+    /// The fault's control-plane params; `ch` picks the channel's spelling of a status.
+    pub fn params(self, ch: Ch) -> serde_json::Value {
         match self {
-            ProtocolFault::SystemError { executed } | ProtocolFault::Http500 { executed } => {
+            ProtocolFault::SystemError { executed } | ProtocolFault::MalformedBody { executed } => {
                 serde_json::json!({ "executed": executed })
+            }
+            ProtocolFault::Http500 { executed, status } => {
+                serde_json::json!({ "executed": executed, "status": status })
+            }
+            ProtocolFault::DelayNotification { delay_ms } => {
+                serde_json::json!({ "delay_ms": delay_ms })
+            }
+            ProtocolFault::OutOfOrderNotification { max_hold_ms } => {
+                serde_json::json!({ "max_hold_ms": max_hold_ms })
+            }
+            // Closed, never success: a correctly signed success for a trade nobody paid is the
+            // channel itself lying about money, which no merchant can detect; a closure report
+            // for a paid trade is what the gateway must not take on its word.
+            ProtocolFault::ConflictingStatusNotification => match ch {
+                Ch::Alipay => serde_json::json!({ "status": "TRADE_CLOSED" }),
+                Ch::Wechatpay => serde_json::json!({ "status": "CLOSED" }),
+            },
+            ProtocolFault::UnknownSerial => {
+                serde_json::json!({ "serial": "PUB_KEY_ID_0114232134912410000000000099" })
             }
             ProtocolFault::DuplicateNotification { copies } => {
                 serde_json::json!({ "copies": copies })
@@ -243,7 +309,7 @@ impl fmt::Display for Op {
                 ch.name(),
                 fault.name(),
                 fault.target(),
-                fault.params()
+                fault.params(*ch)
             ),
             Op::Net { ch, fault } => write!(f, "net-fault {} {fault:?}", ch.name()),
             Op::Quiesce => write!(f, "quiesce"),
@@ -327,20 +393,47 @@ fn portion() -> impl Strategy<Value = Portion> {
 }
 
 fn protocol_fault(ch: Ch) -> BoxedStrategy<ProtocolFault> {
-    let common = prop_oneof![
+    let request = prop_oneof![
         Just(ProtocolFault::BadResponseSignature),
+        Just(ProtocolFault::UnsignedResponse),
         Just(ProtocolFault::ErrorCode),
         any::<bool>().prop_map(|executed| ProtocolFault::SystemError { executed }),
-        any::<bool>().prop_map(|executed| ProtocolFault::Http500 { executed }),
+        (
+            any::<bool>(),
+            prop_oneof![Just(500u16), Just(502), Just(503), Just(504)]
+        )
+            .prop_map(|(executed, status)| ProtocolFault::Http500 { executed, status }),
+        any::<bool>().prop_map(|executed| ProtocolFault::MalformedBody { executed }),
+    ];
+    let notification = prop_oneof![
         (2u8..=3).prop_map(|copies| ProtocolFault::DuplicateNotification { copies }),
         Just(ProtocolFault::ForgedNotification),
         any::<bool>().prop_map(|resign| ProtocolFault::TamperedNotificationAmount { resign }),
         Just(ProtocolFault::DropNotification),
+        // Past the order's expiry at most two hours: inside the quiescence's 26 h.
+        prop_oneof![
+            Just(2_000u32),
+            Just(60_000),
+            Just(1_900_000),
+            Just(7_200_000)
+        ]
+        .prop_map(|delay_ms| ProtocolFault::DelayNotification { delay_ms }),
+        prop_oneof![Just(60_000u32), Just(3_600_000)]
+            .prop_map(|max_hold_ms| ProtocolFault::OutOfOrderNotification { max_hold_ms }),
+        Just(ProtocolFault::ReplayNotification),
+        Just(ProtocolFault::ConflictingStatusNotification),
     ];
     match ch {
-        Ch::Alipay => common.boxed(),
+        Ch::Alipay => prop_oneof![
+            6 => request,
+            8 => notification,
+            1 => Just(ProtocolFault::NotifyBeforeResponse),
+        ]
+        .boxed(),
         Ch::Wechatpay => prop_oneof![
-            8 => common,
+            6 => request,
+            8 => notification,
+            1 => Just(ProtocolFault::UnknownSerial),
             1 => Just(ProtocolFault::SigntestResponse),
             1 => Just(ProtocolFault::RefundAbnormal),
             1 => Just(ProtocolFault::RefundClosed),

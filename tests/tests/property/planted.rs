@@ -18,6 +18,7 @@ fn find(bug: PlantedBug, expected: &[FailureKind]) {
         },
         regressions: None,
         max_shrink_iters: 1_000,
+        workers: 1,
     })
     .expect_err(&format!(
         "the suite did not find planted bug {} (seed {seed})",

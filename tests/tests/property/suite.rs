@@ -3,7 +3,9 @@
 //! `PAYSIM_TEST_DATABASE_URL` is set (failing, not skipping, when the server is unusable).
 
 use e2e::multi_sim::StoreKind;
-use e2e::property::{cases_from_env, run_suite, seed_from_env, RunOptions, SuiteConfig};
+use e2e::property::{
+    cases_from_env, run_suite, seed_from_env, workers_from_env, RunOptions, SuiteConfig,
+};
 
 /// The CI seed; `PAYSIM_PROPTEST_SEED` picks another (nightly runs draw one).
 const CI_SEED: u64 = 20_260_101;
@@ -12,8 +14,9 @@ const CI_SEED: u64 = 20_260_101;
 fn random_operation_sequences_keep_the_model_the_ledger_and_the_channels_in_agreement() {
     let seed = seed_from_env(CI_SEED);
     let cases = cases_from_env(256);
+    let workers = workers_from_env(2);
     println!(
-        "property suite: PAYSIM_PROPTEST_SEED={seed} PAYSIM_PROPTEST_CASES={cases} (max 50 ops)"
+        "property suite: PAYSIM_PROPTEST_SEED={seed} PAYSIM_PROPTEST_CASES={cases} PAYSIM_PROPTEST_WORKERS={workers} (max 50 ops)"
     );
     let stats = run_suite(&SuiteConfig {
         cases,
@@ -22,6 +25,7 @@ fn random_operation_sequences_keep_the_model_the_ledger_and_the_channels_in_agre
         run: RunOptions::default(),
         regressions: Some("proptest-regressions/property.txt"),
         max_shrink_iters: 2_000,
+        workers,
     })
     .unwrap_or_else(|failure| panic!("{failure}"));
     println!(
@@ -45,7 +49,10 @@ fn a_slice_of_the_suite_runs_on_postgresql() {
         return;
     };
     let seed = seed_from_env(CI_SEED) ^ 0x5eed;
-    println!("property suite on PostgreSQL ({url}): PAYSIM_PROPTEST_SEED={seed}");
+    let workers = workers_from_env(2);
+    println!(
+        "property suite on PostgreSQL ({url}): PAYSIM_PROPTEST_SEED={seed} PAYSIM_PROPTEST_WORKERS={workers}"
+    );
     let stats = run_suite(&SuiteConfig {
         cases: 24,
         max_ops: 50,
@@ -56,6 +63,7 @@ fn a_slice_of_the_suite_runs_on_postgresql() {
         },
         regressions: Some("proptest-regressions/property.txt"),
         max_shrink_iters: 500,
+        workers,
     })
     .unwrap_or_else(|failure| panic!("{failure}"));
     assert!(stats.ops >= 24, "{stats:?}");
