@@ -562,6 +562,20 @@ impl MockChannel for WechatpayMock {
                 refunded_minor = refunded_minor.saturating_add(refund.amount_minor);
             }
         }
+        // A payment reversed after it went through (payment code, `reverse` on SUCCESS): the
+        // money goes back to the buyer on the day of the reversal, like a full refund.
+        for trade in state.trades.values() {
+            let reversed_paid =
+                trade.state == trade::TradeState::Revoked && trade.paid_ms.is_some();
+            if reversed_paid
+                && trade
+                    .closed_ms
+                    .is_some_and(|at_ms| wire::beijing_date(at_ms) == date)
+            {
+                refund_count += 1;
+                refunded_minor = refunded_minor.saturating_add(trade.total_minor);
+            }
+        }
         let net_minor = paid_minor.saturating_sub(refunded_minor);
         SettlementView {
             channel: "wechatpay".into(),
