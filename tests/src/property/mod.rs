@@ -17,6 +17,7 @@
 
 pub mod model;
 pub mod ops;
+pub mod scenario;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +34,7 @@ use serde_json::{json, Value};
 use crate::multi_sim::{MultiOptions, MultiSim, StoreKind, ALIPAY_PREFIX, WECHATPAY_PREFIX};
 use model::{Chan, Gw, MOrder, MRefund, Model, Rs, REFUND_POLLS_MS};
 use ops::{Buyer, Case, Ch, Method, NetFault, Op, Portion};
+use scenario::{StepHint, Trace};
 
 /// Order expiry used by every created order.
 const EXPIRY_S: i64 = 1_800;
@@ -137,6 +139,8 @@ struct Runner {
     step: usize,
     armed: BTreeMap<Ch, bool>,
     notify_faults: BTreeSet<Ch>,
+    /// What the model pinned for each operation so far (the scenario rendering's input).
+    hints: Vec<StepHint>,
 }
 
 fn fail(kind: FailureKind, step: usize, message: String) -> Failure {
@@ -380,6 +384,7 @@ impl Runner {
         let now = self.now();
         let mut touched: Vec<usize> = Vec::new();
         let mut reached = false;
+        self.hints.push(StepHint::default());
         match *op {
             Op::Create {
                 ch,
@@ -388,6 +393,11 @@ impl Runner {
             } => {
                 reached = true;
                 let undisturbed = !self.armed[&ch];
+                let hint = self.hints.last_mut().unwrap();
+                hint.ran = true;
+                if undisturbed && method != Method::BarcodeFail {
+                    hint.status = Some(201);
+                }
                 let params = match (ch, method) {
                     (_, Method::Jsapi) => json!({"openid": "o_proptest_buyer"}),
                     (_, Method::Wap) => json!({"client_ip": "203.0.113.7"}),
@@ -517,6 +527,11 @@ impl Runner {
                     && (was == BTreeSet::from([Chan::Open]) || was == BTreeSet::from([Chan::Qr]))
                     && now < o.expires_at - skew.abs() - 1
                     && !o.close_attempted;
+                let hint = self.hints.last_mut().unwrap();
+                hint.ran = true;
+                if clean_open && matches!(action, Buyer::Pay | Buyer::Fail) {
+                    hint.status = Some(200);
+                }
                 match reply.status {
                     StatusCode::OK => match action {
                         Buyer::Pay => {
@@ -595,6 +610,11 @@ impl Runner {
                     && (o.chan == BTreeSet::from([Chan::Open])
                         || o.chan == BTreeSet::from([Chan::Qr]))
                     && now < o.expires_at - skew.abs() - 1;
+                let hint = self.hints.last_mut().unwrap();
+                hint.ran = true;
+                if clean_open || o.last_seen == Some(Gw::Closed) {
+                    hint.status = Some(200);
+                }
                 if clean_open && (reply.status != StatusCode::OK || answer["state"] != "closed") {
                     return Err(self.err(
                         FailureKind::Model,
@@ -664,6 +684,20 @@ impl Runner {
                 let unrefundable = allowed
                     .iter()
                     .all(|s| !matches!(s, Gw::Paid | Gw::PartiallyRefunded));
+                let clean =
+                    refundable && !disturbed && !self.armed[&ch] && requested <= amount - held.1;
+                let hint = self.hints.last_mut().unwrap();
+                hint.ran = true;
+                hint.amount_minor = Some(requested);
+                if unrefundable {
+                    hint.status = Some(409);
+                    hint.error = Some("refund_not_allowed");
+                } else if refundable && requested > amount - held.0 {
+                    hint.status = Some(409);
+                    hint.error = Some("refund_exceeds_refundable");
+                } else if clean {
+                    hint.status = Some(201);
+                }
                 let describe = || {
                     format!(
                         "refund of {requested} on order {id} ({amount}, allowed {}, held {held:?}) answered {} {answer}",
@@ -689,8 +723,6 @@ impl Runner {
                         format!("{}; expected 409 refund_exceeds_refundable", describe()),
                     ));
                 }
-                let clean =
-                    refundable && !disturbed && !self.armed[&ch] && requested <= amount - held.1;
                 if clean {
                     let expected = if ch == Ch::Alipay {
                         "succeeded"
@@ -740,15 +772,20 @@ impl Runner {
                 let Some(index) = self.pick(order) else {
                     return Ok(());
                 };
+                let hint = self.hints.last_mut().unwrap();
+                hint.ran = true;
+                hint.status = Some(200);
                 touched.push(index);
             }
             Op::Advance { ms } => {
+                self.hints.last_mut().unwrap().ran = true;
                 self.sim.advance_ms(ms).await;
                 reached = true;
                 touched.extend(0..self.model.orders.len());
             }
             Op::Protocol { ch, fault } => {
                 reached = true;
+                self.hints.last_mut().unwrap().ran = true;
                 if fault.on_notification() {
                     self.notify_faults.insert(ch);
                 }
@@ -776,6 +813,7 @@ impl Runner {
                 self.disturb(ch);
             }
             Op::Net { ch, fault } => {
+                self.hints.last_mut().unwrap().ran = true;
                 let prefix = match ch {
                     Ch::Alipay => ALIPAY_PREFIX,
                     Ch::Wechatpay => WECHATPAY_PREFIX,
@@ -796,6 +834,7 @@ impl Runner {
             }
             Op::Quiesce => {
                 reached = true;
+                self.hints.last_mut().unwrap().ran = true;
                 self.quiesce().await?;
             }
         }
@@ -1025,7 +1064,15 @@ impl Runner {
 
 /// Runs one case against a fresh stack; `Err` names what found the failure.
 pub async fn run_case(case: &Case, options: &RunOptions) -> Result<CaseStats, Failure> {
-    let sim = MultiSim::build(MultiOptions {
+    run_case_traced(case, options).await.0
+}
+
+/// [`run_case`], with what the model pinned on the way ([`scenario::to_scenario`]'s input).
+pub async fn run_case_traced(
+    case: &Case,
+    options: &RunOptions,
+) -> (Result<CaseStats, Failure>, Trace) {
+    let built = MultiSim::build(MultiOptions {
         seed: case.seed,
         skew_ms: case.skew_ms,
         store: options.store.clone(),
@@ -1039,7 +1086,11 @@ pub async fn run_case(case: &Case, options: &RunOptions) -> Result<CaseStats, Fa
             0,
             format!("building the stack: {e:#}"),
         )
-    })?;
+    });
+    let sim = match built {
+        Ok(sim) => sim,
+        Err(failure) => return (Err(failure), Trace::default()),
+    };
     let mut runner = Runner {
         sim: sim.clone(),
         model: Model {
@@ -1049,6 +1100,7 @@ pub async fn run_case(case: &Case, options: &RunOptions) -> Result<CaseStats, Fa
         step: 0,
         armed: Ch::ALL.into_iter().map(|ch| (ch, false)).collect(),
         notify_faults: BTreeSet::new(),
+        hints: Vec::new(),
     };
     let mut stats = CaseStats::default();
     let mut result = Ok(());
@@ -1063,10 +1115,32 @@ pub async fn run_case(case: &Case, options: &RunOptions) -> Result<CaseStats, Fa
         runner.step = case.ops.len() + 1;
         result = runner.quiesce().await;
     }
+    let now = runner.now();
+    let trace = Trace {
+        steps: std::mem::take(&mut runner.hints),
+        end_states: runner
+            .model
+            .orders
+            .iter()
+            .enumerate()
+            .filter_map(|(index, order)| {
+                let allowed = order.allowed(now, case.skew_ms);
+                match allowed.iter().collect::<Vec<_>>().as_slice() {
+                    [only] => Some((index, only.name())),
+                    _ => None,
+                }
+            })
+            .collect(),
+        failed_at: result.as_ref().err().map(|failure| failure.step),
+    };
+    drop(runner);
     let cleanup = sim.cleanup().await;
-    result?;
-    cleanup.map_err(|e| fail(FailureKind::Harness, 0, format!("cleanup: {e:#}")))?;
-    Ok(stats)
+    let outcome = match (result, cleanup) {
+        (Err(failure), _) => Err(failure),
+        (Ok(()), Err(e)) => Err(fail(FailureKind::Harness, 0, format!("cleanup: {e:#}"))),
+        (Ok(()), Ok(())) => Ok(stats),
+    };
+    (outcome, trace)
 }
 
 /// How a suite runs.
@@ -1089,6 +1163,8 @@ pub struct SuiteFailure {
     pub seed: u64,
     pub minimal: Case,
     pub reason: String,
+    /// The minimal script as a scenario file ([`scenario::to_scenario`]); empty when none.
+    pub scenario: String,
 }
 
 impl SuiteFailure {
@@ -1110,7 +1186,15 @@ impl fmt::Display for SuiteFailure {
             f,
             "property suite failed (PAYSIM_PROPTEST_SEED={}): {}\nminimal failing {:?}",
             self.seed, self.reason, self.minimal
-        )
+        )?;
+        if !self.scenario.is_empty() {
+            write!(
+                f,
+                "as a scenario file (save as scenarios/regressions/proptest-{}.toml):\n{}",
+                self.minimal.seed, self.scenario
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -1161,6 +1245,7 @@ pub fn run_suite(config: &SuiteConfig) -> Result<CaseStats, SuiteFailure> {
                         seed: config.seed,
                         minimal: no_case(),
                         reason: "[HARNESS] a worker thread panicked".to_owned(),
+                        scenario: String::new(),
                     })
                 })
             })
@@ -1194,6 +1279,7 @@ fn probe_store(config: &SuiteConfig, url: &str) -> Result<(), SuiteFailure> {
         seed: config.seed,
         minimal: no_case(),
         reason: format!("[HARNESS] {reason}"),
+        scenario: String::new(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1221,6 +1307,7 @@ fn run_share(config: &SuiteConfig, seed: u64, cases: u32) -> Result<CaseStats, S
             seed: config.seed,
             minimal: no_case(),
             reason: format!("runtime: {e}"),
+            scenario: String::new(),
         })?;
     let proptest_config = Config {
         cases,
@@ -1249,16 +1336,22 @@ fn run_share(config: &SuiteConfig, seed: u64, cases: u32) -> Result<CaseStats, S
                 seed: config.seed,
                 minimal,
                 reason: reason.to_string(),
+                scenario: String::new(),
             };
             if config.max_shrink_iters > 0 {
                 failure = drop_needless_ops(&runtime, &config.run, failure);
             }
+            let (_, trace) = runtime.block_on(run_case_traced(&failure.minimal, &config.run));
+            let minimal = &failure.minimal;
+            failure.scenario =
+                scenario::to_scenario(minimal.seed, minimal.skew_ms, &minimal.ops, &trace);
             Err(failure)
         }
         Err(TestError::Abort(reason)) => Err(SuiteFailure {
             seed: config.seed,
             minimal: no_case(),
             reason: format!("aborted: {reason}"),
+            scenario: String::new(),
         }),
     }
 }
