@@ -404,6 +404,12 @@ impl Run<'_> {
         send(&self.simulator, request(method, path, body, None)).await
     }
 
+    /// The channel's trade of an order, from the control plane.
+    async fn trade(&self, order: &OrderRef) -> Reply {
+        let path = format!("/_paysim/{}/trades/{}", order.channel, order.id);
+        self.control(Method::GET, &path, None).await
+    }
+
     fn order_ref(&mut self, step: &Step, alias: &str) -> Option<OrderRef> {
         let found = self.orders.get(alias).cloned();
         if found.is_none() {
@@ -1035,13 +1041,7 @@ impl Run<'_> {
             let Some(order) = self.order_ref(step, alias.get_ref()) else {
                 continue;
             };
-            let reply = self
-                .control(
-                    Method::GET,
-                    &format!("/_paysim/{}/trades/{}", order.channel, order.id),
-                    None,
-                )
-                .await;
+            let reply = self.trade(&order).await;
             let name = alias.get_ref();
             let exists = reply.status.is_success();
             if let Some(state) = &check.state {
@@ -1130,13 +1130,7 @@ impl Run<'_> {
             let Some(order) = self.order_ref(step, alias.get_ref()) else {
                 continue;
             };
-            let reply = self
-                .control(
-                    Method::GET,
-                    &format!("/_paysim/{}/trades/{}", order.channel, order.id),
-                    None,
-                )
-                .await;
+            let reply = self.trade(&order).await;
             self.check_notifications(step, alias.get_ref(), check, &reply.body);
         }
         for check in &expect.exchanges {
