@@ -325,11 +325,13 @@ async fn an_abnormal_refund_goes_to_suspense_and_a_closed_one_releases_its_reser
 }
 
 /// A `REFUND.SUCCESS` whose resource reports another refunded amount (re-encrypted and signed
-/// again: WeChat Pay itself seems to say 0.01 was refunded for a refund of 30.00). The adapter's
-/// rule for the same report in a refund or refund-query answer is `Abnormal` ("the money moved,
-/// but not as booked"): parked in suspense with an alert, never booked as the refund's success.
+/// again: WeChat Pay itself seems to say 0.01 was refunded for a refund of 30.00). The report is
+/// not taken on its word — neither booked as the refund's success nor parked: the gateway asks
+/// the channel (refund query) and applies its answer, here the 30.00 actually refunded. (An
+/// answer that itself reports another amount is `Abnormal`: parked in suspense with an alert —
+/// the adapter's rule for refund and refund-query answers.)
 #[tokio::test]
-async fn a_refund_notification_with_another_amount_is_not_booked_as_success() {
+async fn a_refund_notification_with_another_amount_is_confirmed_by_a_query() {
     let sim = WechatpaySim::new().await.unwrap();
     let id = paid_order(&sim, "100.00").await;
     arm(
@@ -355,20 +357,41 @@ async fn a_refund_notification_with_another_amount_is_not_booked_as_success() {
         "the channel reports 0.01 refunded"
     );
 
+    // The gateway asked the channel about the refund after the mismatched report …
+    let exchanges = sim
+        .control_get("/_paysim/wechatpay/exchanges")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let apis: Vec<&str> = exchanges["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["api"].as_str())
+        .collect();
+    let query_at = apis
+        .iter()
+        .rposition(|api| *api == "refund.domestic.refunds.query")
+        .expect("a refund query after the mismatched report");
+    let create_at = apis
+        .iter()
+        .rposition(|api| *api == "refund.domestic.refunds")
+        .unwrap();
+    assert!(query_at > create_at, "{apis:?}");
+
+    // … and booked what the channel answered: 30.00 refunded, never 0.01, nothing parked.
     let detail = refund_detail(&sim, &refund_id).await;
-    assert_ne!(
-        detail["state"], "succeeded",
-        "a report of 0.01 refunded must not book 30.00 as refunded: {detail}"
-    );
-    assert_eq!(detail["state"], "abnormal", "{detail}");
+    assert_eq!(detail["state"], "succeeded", "{detail}");
+    assert_eq!(detail["amount"], "30.00", "{detail}");
     let alerts = sim.gateway.store().alerts().await.unwrap();
     assert!(
-        alerts.iter().any(|alert| alert.subject_id == refund_id),
-        "an operator is alerted: {alerts:?}"
+        alerts.iter().all(|alert| alert.subject_id != refund_id),
+        "nothing to alert an operator about: {alerts:?}"
     );
     assert_balances(
         &balances(&sim).await,
-        &[(CLEARING, 10000), (PAYABLE, 7000), (SUSPENSE, 3000)],
+        &[(CLEARING, 7000), (PAYABLE, 7000), (SUSPENSE, 0)],
     );
     verify_ok(&sim).await;
 }
