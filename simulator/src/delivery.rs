@@ -1,6 +1,7 @@
 //! Delivery bookkeeping shared by every mock channel's notifier: the state of one
 //! notification, every attempt with its outcome, and the retry decision on the channel's
-//! schedule. Channels keep what differs — building, signing and sending each copy.
+//! schedule, and the sending of an attempt's copies ([`Sender`]). Channels keep what differs —
+//! building and signing each copy, and their acknowledgement rule.
 //!
 //! It also keeps what the notification faults need across attempts: an attempt held by
 //! `delay_notification` / `out_of_order_notification` (with the fault that held it), and the
@@ -346,4 +347,109 @@ pub(crate) fn unsendable(url: &str, error: &http::Error) -> Outcome {
         error: Some(format!("invalid notify_url {url:?}: {error}")),
         accepted: false,
     }
+}
+
+/// `replay_notification`'s copy to re-send before this attempt, when that is the fault that
+/// fired (see [`oldest_sent`]).
+pub(crate) fn replay_for<'a>(
+    fault: Option<&FiredFault>,
+    notifications: impl Iterator<Item = ReplaySource<'a>> + Clone,
+    merchant: &str,
+    trade: &str,
+) -> Option<(usize, Captured)> {
+    match fault {
+        Some(fault) if fault.kind == FaultKind::ReplayNotification => {
+            oldest_sent(notifications, merchant, trade)
+        }
+        _ => None,
+    }
+}
+
+/// A channel's rule for which answer acknowledges a notification.
+pub(crate) type Acknowledges = fn(http::StatusCode, &[u8]) -> bool;
+
+/// How a channel sends a notification copy: its transport, its patience and its
+/// acknowledgement rule.
+#[derive(Clone, Copy)]
+pub(crate) struct Sender<'a> {
+    pub(crate) transport: &'a dyn determinism::Transport,
+    pub(crate) timeout_ms: u64,
+    pub(crate) acknowledges: Acknowledges,
+}
+
+/// Longest answer excerpt kept per attempt.
+const EXCERPT_CHARS: usize = 200;
+
+impl Sender<'_> {
+    /// Sends one copy and reads what came back.
+    pub(crate) async fn transmit(&self, request: http::Request<Bytes>) -> Outcome {
+        match self.transport.send(request, self.timeout_ms).await {
+            Ok(response) => {
+                let status = response.status();
+                let body = response.into_body();
+                Outcome {
+                    http_status: Some(status.as_u16()),
+                    body_excerpt: String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(EXCERPT_CHARS)
+                        .collect(),
+                    error: None,
+                    accepted: (self.acknowledges)(status, &body),
+                }
+            }
+            Err(error) => Outcome {
+                http_status: None,
+                body_excerpt: String::new(),
+                error: Some(error.to_string()),
+                accepted: false,
+            },
+        }
+    }
+
+    /// Sends one attempt: first the replayed copy `replay` names (`replay_notification`), then
+    /// every copy of the attempt (none when dropped, several when duplicated).
+    pub(crate) async fn send_attempt(
+        &self,
+        url: &str,
+        copies: Vec<Result<http::Request<Bytes>, http::Error>>,
+        replay: Option<(usize, Captured)>,
+        attempt: u32,
+    ) -> SentAttempt {
+        let replayed = match replay {
+            Some((replayed, copy)) => {
+                let outcome = match copy.request() {
+                    Ok(request) => self.transmit(request).await,
+                    Err(error) => unsendable(&copy.url, &error),
+                };
+                Some((replayed, copy.attempt, outcome))
+            }
+            None => None,
+        };
+        let mut outcomes = Vec::new();
+        let mut first_copy = None;
+        for copy in copies {
+            match copy {
+                Ok(request) => {
+                    if first_copy.is_none() {
+                        first_copy = Some(Captured::of(&request, 0, attempt));
+                    }
+                    outcomes.push(self.transmit(request).await);
+                }
+                Err(error) => outcomes.push(unsendable(url, &error)),
+            }
+        }
+        SentAttempt {
+            replayed,
+            outcomes,
+            first_copy,
+        }
+    }
+}
+
+/// What one attempt sent: the replayed copy's (notification index, attempt, outcome), the
+/// outcome of each copy, and the first copy's bytes for a later replay.
+pub(crate) struct SentAttempt {
+    pub(crate) replayed: Option<(usize, u32, Outcome)>,
+    pub(crate) outcomes: Vec<Outcome>,
+    pub(crate) first_copy: Option<Captured>,
 }

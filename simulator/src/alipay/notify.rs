@@ -13,7 +13,7 @@ use super::trade::TradeStatus;
 use super::wire;
 use super::{AlipayMock, State};
 use crate::control::NotificationView;
-use crate::delivery::{self, Captured, DeliveryLog, Outcome};
+use crate::delivery::{self, DeliveryLog, Sender, SentAttempt};
 use crate::faults::{FaultKind, FiredFault};
 use crate::money::{format_yuan, parse_yuan};
 
@@ -30,8 +30,6 @@ const RETRY_DELAYS_MS: [i64; 7] = [
 /// How long one attempt may take before it counts as failed. Not published by Alipay;
 /// 15 s is a common merchant-side budget. In-process calls do not enforce it.
 const NOTIFY_TIMEOUT_MS: u64 = 15_000;
-/// Longest body excerpt kept per attempt.
-const EXCERPT_CHARS: usize = 200;
 /// Upper bound on `duplicate_notification` copies, so a typo cannot flood a merchant.
 const MAX_COPIES: u64 = 10;
 
@@ -249,7 +247,7 @@ impl AlipayMock {
     /// the attempt was held by a fault and is now released.
     pub(super) async fn deliver(self: Arc<Self>, index: usize, attempt: u32, held: bool) {
         let now_ms = self.now_ms();
-        let (url, outgoing, fault, replay) = {
+        let (url, copies, fault, replay) = {
             let mut state = self.lock();
             let paid = state
                 .notifications
@@ -288,44 +286,29 @@ impl AlipayMock {
             let outgoing = self.prepare(notification, now_ms, fault.as_ref(), paid);
             let url = notification.url.clone();
             let (merchant, trade) = (notification.merchant.clone(), notification.trade.clone());
-            let replay = match &fault {
-                Some(fault) if fault.kind == FaultKind::ReplayNotification => {
-                    delivery::oldest_sent(
-                        state
-                            .notifications
-                            .iter()
-                            .map(|n| (n.merchant.as_str(), n.trade.as_str(), &n.log)),
-                        &merchant,
-                        &trade,
-                    )
-                }
-                _ => None,
-            };
-            (url, outgoing, fault.map(|f| f.kind.name()), replay)
+            let replay = delivery::replay_for(
+                fault.as_ref(),
+                state
+                    .notifications
+                    .iter()
+                    .map(|n| (n.merchant.as_str(), n.trade.as_str(), &n.log)),
+                &merchant,
+                &trade,
+            );
+            let copies: Vec<_> = outgoing
+                .into_iter()
+                .map(|copy| self.build(&url, copy))
+                .collect();
+            (url, copies, fault.map(|f| f.kind.name()), replay)
         };
-        let replayed = match replay {
-            Some((replayed, copy)) => {
-                let outcome = match copy.request() {
-                    Ok(request) => self.transmit(request).await,
-                    Err(error) => delivery::unsendable(&copy.url, &error),
-                };
-                Some((replayed, copy.attempt, outcome))
-            }
-            None => None,
-        };
-        let mut outcomes = Vec::new();
-        let mut first_copy = None;
-        for copy in outgoing {
-            match self.build(&url, copy) {
-                Ok(request) => {
-                    if first_copy.is_none() {
-                        first_copy = Some(Captured::of(&request, 0, attempt));
-                    }
-                    outcomes.push(self.transmit(request).await);
-                }
-                Err(error) => outcomes.push(delivery::unsendable(&url, &error)),
-            }
-        }
+        let SentAttempt {
+            replayed,
+            outcomes,
+            first_copy,
+        } = self
+            .sender()
+            .send_attempt(&url, copies, replay, attempt)
+            .await;
         let mut state = self.lock();
         if let Some((replayed, replayed_attempt, outcome)) = replayed {
             if let Some(notification) = state.notifications.get_mut(replayed) {
@@ -467,28 +450,18 @@ impl AlipayMock {
             .body(bytes::Bytes::from(outgoing.body))
     }
 
-    async fn transmit(&self, request: http::Request<bytes::Bytes>) -> Outcome {
-        match self.transport.send(request, NOTIFY_TIMEOUT_MS).await {
-            Ok(response) => {
-                let status = response.status();
-                let body = response.into_body();
-                Outcome {
-                    http_status: Some(status.as_u16()),
-                    body_excerpt: String::from_utf8_lossy(&body)
-                        .chars()
-                        .take(EXCERPT_CHARS)
-                        .collect(),
-                    error: None,
-                    // Only the 7 bytes `success` acknowledge; anything else means "resend".
-                    accepted: status.is_success() && body.as_ref() == b"success",
-                }
-            }
-            Err(error) => Outcome {
-                http_status: None,
-                body_excerpt: String::new(),
-                error: Some(error.to_string()),
-                accepted: false,
-            },
+    /// How this channel sends a notification copy (see [`delivery::Sender`]).
+    pub(super) fn sender(&self) -> Sender<'_> {
+        Sender {
+            transport: self.transport.as_ref(),
+            timeout_ms: NOTIFY_TIMEOUT_MS,
+            acknowledges,
         }
     }
+}
+
+/// Which answer acknowledges a notification.
+fn acknowledges(status: http::StatusCode, body: &[u8]) -> bool {
+    // Only the 7 bytes `success` acknowledge; anything else means "resend".
+    status.is_success() && body == b"success"
 }

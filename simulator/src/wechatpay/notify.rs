@@ -16,7 +16,7 @@ use super::refund::RefundStatus;
 use super::trade::TradeState;
 use super::{SignatureMode, State, TradeKey, WechatpayMock};
 use crate::control::NotificationView;
-use crate::delivery::{self, Captured, DeliveryLog, Outcome};
+use crate::delivery::{self, DeliveryLog, Sender, SentAttempt};
 use crate::faults::{FaultKind, FiredFault};
 
 const SECOND_MS: i64 = 1_000;
@@ -42,8 +42,6 @@ pub const RETRY_DELAYS_MS: [i64; 15] = [
 ];
 /// The merchant must answer within 5 s (SK-notify). In-process calls do not enforce it.
 const NOTIFY_TIMEOUT_MS: u64 = 5_000;
-/// Longest body excerpt kept per attempt.
-const EXCERPT_CHARS: usize = 200;
 /// Upper bound on `duplicate_notification` copies, so a typo cannot flood a merchant.
 const MAX_COPIES: u64 = 10;
 
@@ -292,7 +290,7 @@ impl WechatpayMock {
     /// the attempt was held by a fault and is now released.
     async fn deliver(self: Arc<Self>, index: usize, attempt: u32, held: bool) {
         let now_ms = self.now_ms();
-        let (url, outgoing, fault, replay) = {
+        let (url, copies, fault, replay) = {
             let mut state = self.lock();
             let conflicting = match state.notifications.get(index) {
                 Some(notification) => self.conflicting_default(&state, notification),
@@ -325,44 +323,29 @@ impl WechatpayMock {
             let outgoing = self.prepare(notification, fault.as_ref(), conflicting);
             let url = notification.url.clone();
             let (merchant, trade) = (notification.merchant.clone(), notification.trade.clone());
-            let replay = match &fault {
-                Some(fault) if fault.kind == FaultKind::ReplayNotification => {
-                    delivery::oldest_sent(
-                        state
-                            .notifications
-                            .iter()
-                            .map(|n| (n.merchant.as_str(), n.trade.as_str(), &n.log)),
-                        &merchant,
-                        &trade,
-                    )
-                }
-                _ => None,
-            };
-            (url, outgoing, fault.map(|f| f.kind.name()), replay)
+            let replay = delivery::replay_for(
+                fault.as_ref(),
+                state
+                    .notifications
+                    .iter()
+                    .map(|n| (n.merchant.as_str(), n.trade.as_str(), &n.log)),
+                &merchant,
+                &trade,
+            );
+            let copies: Vec<_> = outgoing
+                .into_iter()
+                .map(|copy| self.build(&url, copy))
+                .collect();
+            (url, copies, fault.map(|f| f.kind.name()), replay)
         };
-        let replayed = match replay {
-            Some((replayed, copy)) => {
-                let outcome = match copy.request() {
-                    Ok(request) => self.transmit(request).await,
-                    Err(error) => delivery::unsendable(&copy.url, &error),
-                };
-                Some((replayed, copy.attempt, outcome))
-            }
-            None => None,
-        };
-        let mut outcomes = Vec::new();
-        let mut first_copy = None;
-        for copy in outgoing {
-            match self.build(&url, copy) {
-                Ok(request) => {
-                    if first_copy.is_none() {
-                        first_copy = Some(Captured::of(&request, 0, attempt));
-                    }
-                    outcomes.push(self.transmit(request).await);
-                }
-                Err(error) => outcomes.push(delivery::unsendable(&url, &error)),
-            }
-        }
+        let SentAttempt {
+            replayed,
+            outcomes,
+            first_copy,
+        } = self
+            .sender()
+            .send_attempt(&url, copies, replay, attempt)
+            .await;
         let mut state = self.lock();
         if let Some((replayed, replayed_attempt, outcome)) = replayed {
             if let Some(notification) = state.notifications.get_mut(replayed) {
@@ -558,28 +541,12 @@ impl WechatpayMock {
             .body(bytes::Bytes::from(outgoing.body))
     }
 
-    async fn transmit(&self, request: http::Request<bytes::Bytes>) -> Outcome {
-        match self.transport.send(request, NOTIFY_TIMEOUT_MS).await {
-            Ok(response) => {
-                let status = response.status();
-                let body = response.into_body();
-                Outcome {
-                    http_status: Some(status.as_u16()),
-                    body_excerpt: String::from_utf8_lossy(&body)
-                        .chars()
-                        .take(EXCERPT_CHARS)
-                        .collect(),
-                    error: None,
-                    // 200 or 204 acknowledge; the body does not matter (SK-notify).
-                    accepted: matches!(status.as_u16(), 200 | 204),
-                }
-            }
-            Err(error) => Outcome {
-                http_status: None,
-                body_excerpt: String::new(),
-                error: Some(error.to_string()),
-                accepted: false,
-            },
+    /// How this channel sends a notification copy (see [`delivery::Sender`]).
+    pub(super) fn sender(&self) -> Sender<'_> {
+        Sender {
+            transport: self.transport.as_ref(),
+            timeout_ms: NOTIFY_TIMEOUT_MS,
+            acknowledges,
         }
     }
 }
@@ -601,4 +568,10 @@ fn envelope_json(id: &str, create_ms: UnixMillis, kind: Kind, sealed: &Sealed) -
         }
     })
     .to_string()
+}
+
+/// Which answer acknowledges a notification.
+fn acknowledges(status: http::StatusCode, _body: &[u8]) -> bool {
+    // 200 or 204 acknowledge; the body does not matter (SK-notify).
+    matches!(status.as_u16(), 200 | 204)
 }
