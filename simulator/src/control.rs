@@ -30,6 +30,23 @@ pub enum BuyerAction {
 }
 
 impl BuyerAction {
+    /// The action a buyer page's form posted (`action=scan|pay|fail|abandon`); a bad form is
+    /// answered `400 invalid_action`.
+    pub(crate) fn from_form(body: &[u8]) -> Result<BuyerAction, ControlError> {
+        form_urlencoded::parse(body)
+            .find(|(key, _)| key == "action")
+            .and_then(|(_, value)| {
+                serde_json::from_value::<BuyerAction>(serde_json::Value::String(value.into_owned()))
+                    .ok()
+            })
+            .ok_or_else(|| {
+                ControlError::bad_request(
+                    "invalid_action",
+                    "form field action must be scan, pay, fail or abandon",
+                )
+            })
+    }
+
     /// The action's name on the wire.
     pub fn name(self) -> &'static str {
         match self {

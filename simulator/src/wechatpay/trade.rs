@@ -677,17 +677,9 @@ pub(super) async fn pay_page_action(
     Path(token): Path<String>,
     body: bytes::Bytes,
 ) -> Response {
-    let action = form_urlencoded::parse(&body)
-        .find(|(key, _)| key == "action")
-        .and_then(|(_, value)| {
-            serde_json::from_value::<BuyerAction>(Value::String(value.into_owned())).ok()
-        });
-    let Some(action) = action else {
-        return ControlError::bad_request(
-            "invalid_action",
-            "form field action must be scan, pay, fail or abandon",
-        )
-        .into_response();
+    let action = match BuyerAction::from_form(&body) {
+        Ok(action) => action,
+        Err(error) => return error.into_response(),
     };
     let now_ms = mock.now_ms();
     let mut state = mock.lock();
