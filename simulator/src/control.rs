@@ -180,6 +180,36 @@ pub struct SettlementView {
     pub net_amount: String,
 }
 
+impl SettlementView {
+    /// A CNY day's totals: payments and refunds counted and summed, net derived.
+    pub(crate) fn cny(
+        channel: &str,
+        date: time::Date,
+        (paid_count, paid_minor): (u64, i64),
+        (refund_count, refunded_minor): (u64, i64),
+    ) -> Self {
+        let net_minor = paid_minor.saturating_sub(refunded_minor);
+        SettlementView {
+            channel: channel.to_owned(),
+            date: format!(
+                "{:04}-{:02}-{:02}",
+                date.year(),
+                u8::from(date.month()),
+                date.day()
+            ),
+            currency: "CNY".into(),
+            paid_count,
+            paid_minor,
+            paid_amount: crate::money::format_yuan(paid_minor),
+            refund_count,
+            refunded_minor,
+            refunded_amount: crate::money::format_yuan(refunded_minor),
+            net_minor,
+            net_amount: crate::money::format_yuan(net_minor),
+        }
+    }
+}
+
 /// What `GET /_paysim/channels` says about a channel.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChannelSummary {

@@ -576,24 +576,11 @@ impl MockChannel for WechatpayMock {
                 refunded_minor = refunded_minor.saturating_add(trade.total_minor);
             }
         }
-        let net_minor = paid_minor.saturating_sub(refunded_minor);
-        SettlementView {
-            channel: "wechatpay".into(),
-            date: format!(
-                "{:04}-{:02}-{:02}",
-                date.year(),
-                u8::from(date.month()),
-                date.day()
-            ),
-            currency: "CNY".into(),
-            paid_count,
-            paid_minor,
-            paid_amount: format_yuan(paid_minor),
-            refund_count,
-            refunded_minor,
-            refunded_amount: format_yuan(refunded_minor),
-            net_minor,
-            net_amount: format_yuan(net_minor),
-        }
+        SettlementView::cny(
+            "wechatpay",
+            date,
+            (paid_count, paid_minor),
+            (refund_count, refunded_minor),
+        )
     }
 }
