@@ -158,7 +158,12 @@ pub struct GatewayConfig {
     /// Timeout of one channel call.
     pub channel_timeout_ms: u64,
     /// When, after creation, an order still paying is queried at its channel (补单); the last
-    /// interval then repeats until the order settles or expires.
+    /// interval then repeats until the order settles or expires. The default, 5 s, 30 s, 2, 10
+    /// and 20 minutes, then every 10 minutes, asks early (Alipay's F2F flow queries 5 s after
+    /// the precreate; WeChat Pay asks for a query when no notification came within a minute)
+    /// and then backs off: polls are the safety net for lost notifications and the only news of
+    /// a trade the channel closed or failed, not the way results normally arrive — five
+    /// queries for an order left unpaid for 30 minutes.
     pub poll_schedule_ms: Vec<i64>,
     /// When, after creation, a barcode payment still waiting for the buyer's confirmation is
     /// queried; after the last query it is cancelled (Alipay's F2F practice: five queries five
@@ -176,7 +181,7 @@ impl Default for GatewayConfig {
             fee_bps: BTreeMap::new(),
             default_expiry_ms: 30 * 60 * 1000,
             channel_timeout_ms: 10_000,
-            poll_schedule_ms: vec![5_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000],
+            poll_schedule_ms: vec![5_000, 30_000, 120_000, 600_000, 1_200_000],
             barcode_poll_schedule_ms: vec![5_000, 10_000, 15_000, 20_000, 25_000],
             late_payment_policy: LatePaymentPolicy::Hold,
         }

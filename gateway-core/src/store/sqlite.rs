@@ -30,9 +30,7 @@ impl SqliteDatabase {
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;",
             )
             .map_err(map_error)?;
-        Ok(SqliteDatabase {
-            connection: Arc::new(Mutex::new(connection)),
-        })
+        Ok(SqliteDatabase::over(connection))
     }
 
     /// A private in-memory database: tests and simulation runs.
@@ -41,11 +39,21 @@ impl SqliteDatabase {
         connection
             .execute_batch("PRAGMA foreign_keys=ON;")
             .map_err(map_error)?;
-        Ok(SqliteDatabase {
+        Ok(SqliteDatabase::over(connection))
+    }
+
+    fn over(connection: Connection) -> SqliteDatabase {
+        // Every statement the store runs stays prepared: rusqlite's default cache of 16 is
+        // smaller than the store's set of statements, so it would re-prepare them in turn.
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        SqliteDatabase {
             connection: Arc::new(Mutex::new(connection)),
-        })
+        }
     }
 }
+
+/// Room for every distinct statement of the store (a few dozen) with a margin.
+const STATEMENT_CACHE: usize = 128;
 
 fn map_error(error: rusqlite::Error) -> DbError {
     match &error {

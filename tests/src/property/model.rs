@@ -186,9 +186,10 @@ pub struct MOrder {
     pub refunds: Vec<MRefund>,
 }
 
-/// The gateway's poll offsets after creation (its documented default schedule), then every
-/// 300 s.
-const POLLS_MS: [i64; 7] = [5_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000];
+/// The gateway's poll offsets after creation (its documented default schedule); past the
+/// last one, its last interval repeats.
+const POLLS_MS: [i64; 5] = [5_000, 30_000, 120_000, 600_000, 1_200_000];
+const POLL_REPEAT_MS: i64 = POLLS_MS[4] - POLLS_MS[3];
 /// The gateway's refund queries after a refund is created.
 pub const REFUND_POLLS_MS: [i64; 6] = [10_000, 30_000, 60_000, 300_000, 1_800_000, 3_600_000];
 
@@ -200,8 +201,8 @@ impl MOrder {
                 return self.created_at + offset;
             }
         }
-        let last = self.created_at + 600_000;
-        last + ((after - last) / 300_000 + 1) * 300_000
+        let last = self.created_at + POLLS_MS[POLLS_MS.len() - 1];
+        last + ((after - last) / POLL_REPEAT_MS + 1) * POLL_REPEAT_MS
     }
 
     /// Possible sums of succeeded refunds.

@@ -333,14 +333,14 @@ async fn an_unpaid_order_expires_on_the_virtual_clock() {
 
     t.advance_ms(59_999).await;
     assert_eq!(order(&t, &id).await["state"], "paying");
-    // Polled on the way (5 s, 15 s, 30 s), still unpaid.
+    // Polled on the way (5 s, 30 s), still unpaid.
     let queries = t
         .fake
         .calls()
         .iter()
         .filter(|c| c.starts_with("query"))
         .count();
-    assert_eq!(queries, 3, "{:?}", t.fake.calls());
+    assert_eq!(queries, 2, "{:?}", t.fake.calls());
 
     t.advance_ms(1).await;
     let expired = order(&t, &id).await;

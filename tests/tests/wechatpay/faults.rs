@@ -17,7 +17,7 @@ use e2e::wechatpay_sim::WechatpaySim;
 async fn a_forged_notification_and_a_signtest_answer_are_refused_until_a_genuine_answer() {
     let sim = WechatpaySim::new().await.unwrap();
     let id = id_of(&create_qr_order(&sim, "20.00").await);
-    arm(&sim, "notify", "forged_notification", 1, json!({})).await;
+    arm(&sim, "notify", "forged_notification", 2, json!({})).await;
     arm(&sim, QUERY, "signtest_response", 1, json!({})).await;
 
     sim.advance_ms(1_000).await;
@@ -58,8 +58,15 @@ async fn a_forged_notification_and_a_signtest_answer_are_refused_until_a_genuine
     assert_balances(&balances(&sim).await, &[]);
     verify_ok(&sim).await;
 
-    // The second poll (+15 s) gets a genuine answer and books the payment.
-    sim.advance_ms(10_000).await;
+    // The re-send (+16 s) is forged too: refused again.
+    sim.advance_ms(11_000).await;
+    let deliveries = sim.deliveries();
+    assert_eq!(deliveries.len(), 2);
+    assert_refused(&deliveries[1]);
+    assert_eq!(order(&sim, &id).await["state"], "paying");
+
+    // The second poll (+30 s) gets a genuine answer and books the payment.
+    sim.advance_ms(14_000).await;
     let paid = order(&sim, &id).await;
     assert_eq!(paid["state"], "paid", "{paid}");
     assert_eq!(paid["paid_at"], at(1_000));
@@ -71,30 +78,30 @@ async fn a_forged_notification_and_a_signtest_answer_are_refused_until_a_genuine
             "paying→paid payment query",
         ]
     );
-    assert_eq!(paid["history"][2]["at"], at(15_000));
+    assert_eq!(paid["history"][2]["at"], at(30_000));
     assert_eq!(
         exchange_lines(&sim).await,
         [
             "+0 pay.transactions.native 200",
             "+5000 pay.transactions.out-trade-no 200 fault=signtest_response",
-            "+15000 pay.transactions.out-trade-no 200",
+            "+30000 pay.transactions.out-trade-no 200",
         ]
     );
     assert_balances(&balances(&sim).await, &[(CLEARING, 2000), (PAYABLE, 2000)]);
     verify_ok(&sim).await;
 
-    // The genuine re-send at +16 s is acknowledged as a duplicate; nothing changes.
+    // The genuine re-send at +31 s is acknowledged as a duplicate; nothing changes.
     sim.advance_ms(1_000).await;
     let acknowledged = trade(&sim, &id).await;
     assert_eq!(acknowledged["notifications"][0]["state"], "acknowledged");
     assert_eq!(
-        attempt_lines(&acknowledged)[1..],
-        ["ntf_1 TRANSACTION.SUCCESS #2 +16000 204 \"\" accepted=true fault=-"]
+        attempt_lines(&acknowledged)[2..],
+        ["ntf_1 TRANSACTION.SUCCESS #3 +31000 204 \"\" accepted=true fault=-"]
     );
     let deliveries = sim.deliveries();
-    assert_eq!(deliveries.len(), 2);
-    assert_acknowledged(&deliveries[1]);
-    assert_eq!(deliveries[1].body, deliveries[0].body, "the same envelope");
+    assert_eq!(deliveries.len(), 3);
+    assert_acknowledged(&deliveries[2]);
+    assert_eq!(deliveries[2].body, deliveries[0].body, "the same envelope");
     assert_eq!(order(&sim, &id).await, paid);
     assert_eq!(verify_ok(&sim).await["entries"], 1);
 }
