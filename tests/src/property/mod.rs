@@ -22,12 +22,14 @@ pub mod scenario;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use determinism::{FaultRule, TransportFault};
 use gateway_core::PlantedBugs;
 use http::StatusCode;
 use proptest::test_runner::{
-    Config, FileFailurePersistence, RngSeed, TestCaseError, TestError, TestRunner,
+    Config, FailurePersistence, FileFailurePersistence, PersistedSeed, RngSeed, TestCaseError,
+    TestError, TestRunner,
 };
 use serde_json::{json, Value};
 
@@ -1206,56 +1208,72 @@ fn no_case() -> Case {
     }
 }
 
-/// The seed of worker `worker` of a suite seeded `seed`: worker 0 runs on the suite's seed
-/// itself, so a one-worker run is exactly the classic single-runner suite.
-fn worker_seed(seed: u64, worker: usize) -> u64 {
-    seed.wrapping_add((worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+/// Cases per batch: the unit of work the workers take from a shared queue.
+const BATCH_CASES: u32 = 16;
+
+/// The seed of batch `batch` of a suite seeded `seed`: batch 0 runs on the suite's seed itself.
+fn batch_seed(seed: u64, batch: usize) -> u64 {
+    seed.wrapping_add((batch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// Runs `config.cases` random cases through proptest; on failure shrinks to a minimal script.
 ///
-/// With `config.workers` > 1 the cases are shared out: worker `k` runs its share on its own
-/// thread, with its own proptest runner seeded from the suite's seed and `k`, and its own
-/// current-thread runtime (every case still builds its own stack on its own virtual clock, so
-/// no state is shared). The split depends only on the seed and the worker count, so a failure
-/// reproduces from the printed `PAYSIM_PROPTEST_SEED` and `PAYSIM_PROPTEST_WORKERS`; when
-/// several workers fail, the lowest-numbered one's minimal script is reported.
+/// The cases are cut into batches of [`BATCH_CASES`], each run by its own proptest runner
+/// seeded from the suite's seed and the batch's number, on its own current-thread runtime
+/// (every case still builds its own stack on its own virtual clock, so no state is shared).
+/// `config.workers` threads take batches from a queue until none is left, so a slow batch
+/// does not hold the others up. Which cases run depends only on the seed and the case count,
+/// never on the worker count: a failure reproduces from the printed `PAYSIM_PROPTEST_SEED`
+/// (and `PAYSIM_PROPTEST_CASES`) on any machine; when several batches fail, the
+/// lowest-numbered one's minimal script is reported.
 pub fn run_suite(config: &SuiteConfig) -> Result<CaseStats, SuiteFailure> {
     if let StoreKind::Postgres { url } = &config.run.store {
         probe_store(config, url)?;
     }
-    let workers = config.workers.clamp(1, config.cases.max(1) as usize);
-    if workers == 1 {
-        return run_share(config, config.seed, config.cases);
-    }
-    let outcomes: Vec<Result<CaseStats, SuiteFailure>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|worker| {
-                let share = config.cases / workers as u32
-                    + u32::from((worker as u32) < config.cases % workers as u32);
-                let seed = worker_seed(config.seed, worker);
-                scope.spawn(move || run_share(config, seed, share))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle.join().unwrap_or_else(|_| {
-                    Err(SuiteFailure {
-                        seed: config.seed,
-                        minimal: no_case(),
-                        reason: "[HARNESS] a worker thread panicked".to_owned(),
-                        scenario: String::new(),
-                    })
-                })
-            })
-            .collect()
-    });
+    let batches = config.cases.div_ceil(BATCH_CASES) as usize;
+    let next = AtomicUsize::new(0);
+    let take_batches = || {
+        let mut done = Vec::new();
+        loop {
+            let batch = next.fetch_add(1, Ordering::Relaxed);
+            if batch >= batches {
+                return done;
+            }
+            let first = BATCH_CASES * batch as u32;
+            let cases = BATCH_CASES.min(config.cases - first);
+            done.push((batch, run_batch(config, batch, cases)));
+        }
+    };
+    let workers = config.workers.clamp(1, batches.max(1));
+    let mut outcomes = if workers == 1 {
+        take_batches()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(take_batches)).collect();
+            let mut outcomes = Vec::new();
+            for handle in handles {
+                match handle.join() {
+                    Ok(done) => outcomes.extend(done),
+                    Err(_) => outcomes.push((
+                        usize::MAX,
+                        Err(SuiteFailure {
+                            seed: config.seed,
+                            minimal: no_case(),
+                            reason: "[HARNESS] a worker thread panicked".to_owned(),
+                            scenario: String::new(),
+                        }),
+                    )),
+                }
+            }
+            outcomes
+        })
+    };
+    outcomes.sort_by_key(|(batch, _)| *batch);
     let mut stats = CaseStats::default();
     let mut first: Option<SuiteFailure> = None;
-    for (worker, outcome) in outcomes.into_iter().enumerate() {
+    for (batch, outcome) in outcomes {
         match outcome {
-            Ok(share) => stats.add(&share),
+            Ok(done) => stats.add(&done),
             Err(failure) => {
                 let failure = SuiteFailure {
                     seed: config.seed,
@@ -1264,12 +1282,45 @@ pub fn run_suite(config: &SuiteConfig) -> Result<CaseStats, SuiteFailure> {
                 if first.is_none() {
                     first = Some(failure);
                 } else {
-                    eprintln!("worker {worker} failed too: {failure}");
+                    eprintln!("batch {batch} failed too: {failure}");
                 }
             }
         }
     }
     first.map_or(Ok(stats), Err)
+}
+
+/// Saves failing seeds to the regression file without replaying the ones already there: only
+/// batch 0 replays them, once per suite run.
+#[derive(Debug, Clone, PartialEq)]
+struct SaveOnly(FileFailurePersistence);
+
+impl FailurePersistence for SaveOnly {
+    fn load_persisted_failures2(&self, _source_file: Option<&'static str>) -> Vec<PersistedSeed> {
+        Vec::new()
+    }
+
+    fn save_persisted_failure2(
+        &mut self,
+        source_file: Option<&'static str>,
+        seed: PersistedSeed,
+        shrunken_value: &dyn fmt::Debug,
+    ) {
+        self.0
+            .save_persisted_failure2(source_file, seed, shrunken_value);
+    }
+
+    fn box_clone(&self) -> Box<dyn FailurePersistence> {
+        Box::new(self.clone())
+    }
+
+    fn eq(&self, other: &dyn FailurePersistence) -> bool {
+        other.as_any().downcast_ref::<SaveOnly>() == Some(self)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// Fails the suite at once, without shrinking or recording a regression seed, when the
@@ -1299,7 +1350,7 @@ fn probe_store(config: &SuiteConfig, url: &str) -> Result<(), SuiteFailure> {
 }
 
 /// One proptest runner over `cases` cases seeded `seed`, on this thread.
-fn run_share(config: &SuiteConfig, seed: u64, cases: u32) -> Result<CaseStats, SuiteFailure> {
+fn run_batch(config: &SuiteConfig, batch: usize, cases: u32) -> Result<CaseStats, SuiteFailure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1312,10 +1363,15 @@ fn run_share(config: &SuiteConfig, seed: u64, cases: u32) -> Result<CaseStats, S
     let proptest_config = Config {
         cases,
         max_shrink_iters: config.max_shrink_iters,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: config
-            .regressions
-            .map(|path| Box::new(FileFailurePersistence::Direct(path)) as Box<_>),
+        rng_seed: RngSeed::Fixed(batch_seed(config.seed, batch)),
+        failure_persistence: config.regressions.map(|path| {
+            let file = FileFailurePersistence::Direct(path);
+            if batch == 0 {
+                Box::new(file) as Box<dyn FailurePersistence>
+            } else {
+                Box::new(SaveOnly(file))
+            }
+        }),
         ..Config::default()
     };
     let mut runner = TestRunner::new(proptest_config);
