@@ -4,4 +4,5 @@
 //! conversions).
 
 pub mod alipay;
+mod private_keys;
 pub mod wechatpay;

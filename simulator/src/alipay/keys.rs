@@ -3,6 +3,7 @@
 //! The `rsa` crate only turns PEM and SPKI into DER; it never touches a private key.
 
 use std::fmt;
+use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -13,11 +14,12 @@ use base64::Engine as _;
 use rsa::pkcs1::{DecodeRsaPublicKey, EncodeRsaPublicKey};
 use rsa::pkcs8::DecodePublicKey;
 
+use crate::private_keys::{self, Encoding};
 use crate::SimulatorError;
 
 /// A private key that signs; `Debug` never shows it.
 pub struct SigningKey {
-    pair: RsaKeyPair,
+    pair: Arc<RsaKeyPair>,
 }
 
 impl fmt::Debug for SigningKey {
@@ -36,13 +38,15 @@ impl SigningKey {
         };
         let (label, der) = decode_pem_or_base64(text).map_err(invalid)?;
         let pair = match label.as_deref() {
-            Some("PRIVATE KEY") => RsaKeyPair::from_pkcs8(&der).map_err(|e| invalid(e.to_string())),
+            Some("PRIVATE KEY") => {
+                private_keys::parse(Encoding::Pkcs8, &der).map_err(|e| invalid(e.to_string()))
+            }
             Some("RSA PRIVATE KEY") => {
-                RsaKeyPair::from_der(&der).map_err(|e| invalid(e.to_string()))
+                private_keys::parse(Encoding::Pkcs1, &der).map_err(|e| invalid(e.to_string()))
             }
             Some(other) => Err(invalid(format!("unexpected PEM label {other:?}"))),
-            None => RsaKeyPair::from_pkcs8(&der)
-                .or_else(|_| RsaKeyPair::from_der(&der))
+            None => private_keys::parse(Encoding::Pkcs8, &der)
+                .or_else(|_| private_keys::parse(Encoding::Pkcs1, &der))
                 .map_err(|e| invalid(format!("neither PKCS#8 nor PKCS#1: {e}"))),
         }?;
         Ok(Self { pair })

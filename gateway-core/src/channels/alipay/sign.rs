@@ -12,13 +12,16 @@ use aws_lc_rs::signature::{
 use base64::Engine as _;
 use rsa::pkcs8::der::pem;
 
+use std::sync::Arc;
+
 use crate::channel::AdapterError;
+use crate::channels::private_keys::{self, Encoding};
 
 pub(super) const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The merchant app's private key, which signs requests. `Debug` never shows the key.
 pub(crate) struct AppPrivateKey {
-    key_pair: RsaKeyPair,
+    key_pair: Arc<RsaKeyPair>,
     /// PKCS#1 v1.5 signatures are deterministic; aws-lc-rs uses the generator for blinding only.
     random: SystemRandom,
 }
@@ -36,10 +39,11 @@ impl AppPrivateKey {
         let invalid = |why: &str| AdapterError::Invalid(format!("app private key: {why}"));
         let (label, der) = decode_pem_or_base64(text).map_err(|why| invalid(&why))?;
         let key_pair = match label.as_deref() {
-            Some("PRIVATE KEY") => RsaKeyPair::from_pkcs8(&der),
-            Some("RSA PRIVATE KEY") => RsaKeyPair::from_der(&der),
+            Some("PRIVATE KEY") => private_keys::parse(Encoding::Pkcs8, &der),
+            Some("RSA PRIVATE KEY") => private_keys::parse(Encoding::Pkcs1, &der),
             Some(other) => return Err(invalid(&format!("unexpected PEM label {other:?}"))),
-            None => RsaKeyPair::from_pkcs8(&der).or_else(|_| RsaKeyPair::from_der(&der)),
+            None => private_keys::parse(Encoding::Pkcs8, &der)
+                .or_else(|_| private_keys::parse(Encoding::Pkcs1, &der)),
         }
         .map_err(|rejected| invalid(&rejected.to_string()))?;
         Ok(AppPrivateKey {

@@ -9,6 +9,7 @@
 //! clock window and the signature-test marker, build the message, verify.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::SystemRandom;
@@ -21,6 +22,7 @@ use http::HeaderMap;
 use rsa::pkcs8::der::pem;
 
 use crate::channel::AdapterError;
+use crate::channels::private_keys::{self, Encoding};
 
 pub(super) const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -45,7 +47,7 @@ pub(super) const HEADER_SIGNATURE_TYPE: &str = "wechatpay-signature-type";
 
 /// The merchant API private key (`apiclient_key.pem`). `Debug` never shows the key.
 pub(super) struct MerchantPrivateKey {
-    key_pair: RsaKeyPair,
+    key_pair: Arc<RsaKeyPair>,
     /// PKCS#1 v1.5 signatures are deterministic; aws-lc-rs uses the generator for blinding only.
     random: SystemRandom,
 }
@@ -64,8 +66,8 @@ impl MerchantPrivateKey {
             |why: &str| AdapterError::Invalid(format!("wechatpay merchant private key: {why}"));
         let (label, der) = decode_pem(text).map_err(|why| invalid(&why))?;
         let key_pair = match label.as_str() {
-            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
-            "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
+            "PRIVATE KEY" => private_keys::parse(Encoding::Pkcs8, &der),
+            "RSA PRIVATE KEY" => private_keys::parse(Encoding::Pkcs1, &der),
             other => return Err(invalid(&format!("unexpected PEM label {other:?}"))),
         }
         .map_err(|rejected| invalid(&rejected.to_string()))?;
