@@ -17,8 +17,9 @@ use axum::body::Body;
 use axum::http::{Method, Request};
 use axum::Router;
 use determinism::{
-    run_virtual_until, Clock, FaultyTransport, InProcessTransport, Scheduler, SeededEntropy,
-    SkewedClock, UnixMillis, VirtualClock, VirtualSleeper,
+    run_virtual_until, Clock, FaultyTransport, HttpRequest, HttpResponse, InProcessTransport,
+    Scheduler, SeededEntropy, SkewedClock, Transport, TransportError, UnixMillis, VirtualClock,
+    VirtualSleeper,
 };
 use gateway_core::channel::Adapters;
 use gateway_core::channels::alipay::{AlipayAdapter, AlipayConfig};
@@ -46,6 +47,26 @@ pub const WECHATPAY_PREFIX: &str = "http://channels.test/v3/";
 
 const GATEWAY_STREAM: u64 = 1;
 const SIMULATOR_STREAM: u64 = 2;
+
+/// Counts the HTTP exchanges that cross between the gateway and the simulator, in either
+/// direction (calls that a transport fault stops before delivery are not counted).
+#[derive(Debug, Clone)]
+struct Counting {
+    inner: InProcessTransport,
+    sent: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl Transport for Counting {
+    async fn send(
+        &self,
+        request: HttpRequest,
+        timeout_ms: u64,
+    ) -> Result<HttpResponse, TransportError> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.inner.send(request, timeout_ms).await
+    }
+}
 
 /// Where the gateway keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +116,8 @@ pub struct MultiSim {
     pub faulty: FaultyTransport,
     /// The PostgreSQL schema to drop, if any.
     schema: Option<(Store, String)>,
+    /// HTTP exchanges between the gateway and the simulator so far.
+    exchanges: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for MultiSim {
@@ -127,12 +150,17 @@ impl MultiSim {
         };
         let scheduler = Scheduler::new(Arc::clone(&shared_clock));
         let transport = InProcessTransport::new();
+        let exchanges = Arc::new(AtomicU64::new(0));
+        let counting = Counting {
+            inner: transport.clone(),
+            sent: Arc::clone(&exchanges),
+        };
 
         let simulator = Simulator::new(SimulatorParts {
             clock: simulator_clock,
             scheduler: scheduler.clone(),
             entropy: Arc::new(SeededEntropy::with_stream(options.seed, SIMULATOR_STREAM)),
-            transport: Arc::new(transport.clone()),
+            transport: Arc::new(counting.clone()),
             public_base_url: SIMULATOR_URL.to_owned(),
             alipay: Some(AlipayMockConfig {
                 alipay_private_key_pem: alipay_sim::keys::ALIPAY_PRIVATE_PKCS1.to_owned(),
@@ -202,10 +230,8 @@ impl MultiSim {
         };
         store.migrate().await.context("migrating the store")?;
 
-        let faulty = FaultyTransport::new(
-            Arc::new(transport.clone()),
-            Arc::new(VirtualSleeper(clock.clone())),
-        );
+        let faulty =
+            FaultyTransport::new(Arc::new(counting), Arc::new(VirtualSleeper(clock.clone())));
         let mut config = options.config;
         config.public_base_url = GATEWAY_URL.to_owned();
         let gateway = Gateway::new(GatewayParts {
@@ -237,7 +263,13 @@ impl MultiSim {
             transport,
             faulty,
             schema,
+            exchanges,
         })
+    }
+
+    /// HTTP exchanges between the gateway and the simulator so far, in either direction.
+    pub fn exchanges(&self) -> u64 {
+        self.exchanges.load(Ordering::Relaxed)
     }
 
     /// Ends the run: drops every pending event and unregisters both servers, which breaks the

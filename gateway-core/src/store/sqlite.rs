@@ -118,8 +118,19 @@ impl SqliteTx {
             .guard
             .take()
             .ok_or_else(|| DbError::Other("transaction already finished".to_owned()))?;
-        guard.execute_batch(sql).map_err(map_error)
+        run_cached(&guard, sql)
     }
+}
+
+/// Runs a statement without parameters or rows (`BEGIN …`, `COMMIT`, `ROLLBACK`) through the
+/// statement cache: every transaction runs two of them, and preparing them anew each time
+/// is measurable.
+fn run_cached(connection: &Connection, sql: &str) -> Result<(), DbError> {
+    connection
+        .prepare_cached(sql)
+        .and_then(|mut statement| statement.execute([]))
+        .map(|_| ())
+        .map_err(map_error)
 }
 
 impl Drop for SqliteTx {
@@ -127,7 +138,7 @@ impl Drop for SqliteTx {
         if let Some(guard) = self.guard.take() {
             // Dropped mid-transaction (an error path or a cancelled request): roll back before
             // the connection is used again.
-            if let Err(error) = guard.execute_batch("ROLLBACK") {
+            if let Err(error) = run_cached(&guard, "ROLLBACK") {
                 tracing::error!(%error, "sqlite rollback on drop failed");
             }
         }
@@ -190,7 +201,7 @@ impl Database for SqliteDatabase {
             TxMode::Write => "BEGIN IMMEDIATE",
             TxMode::Snapshot => "BEGIN DEFERRED",
         };
-        guard.execute_batch(begin).map_err(map_error)?;
+        run_cached(&guard, begin)?;
         Ok(Box::new(SqliteTx { guard: Some(guard) }))
     }
 

@@ -90,9 +90,14 @@ impl fmt::Display for Failure {
 #[derive(Debug, Clone, Default)]
 pub struct CaseStats {
     pub ops: usize,
-    /// Operations that reached a channel (a call or notification, a buyer action, a fault).
+    /// Operations that reached a channel: a buyer action at its cashier, or any operation
+    /// during which at least one HTTP exchange crossed between the gateway and a channel (a
+    /// call, its retry, a poll, a notification); arming a fault or moving the clock alone does
+    /// not count.
     pub channel_ops: usize,
     pub mix: BTreeMap<&'static str, usize>,
+    /// Of each kind, how many reached a channel.
+    pub reached_mix: BTreeMap<&'static str, usize>,
 }
 
 impl CaseStats {
@@ -101,6 +106,9 @@ impl CaseStats {
         self.channel_ops += other.channel_ops;
         for (name, count) in &other.mix {
             *self.mix.entry(name).or_insert(0) += count;
+        }
+        for (name, count) in &other.reached_mix {
+            *self.reached_mix.entry(name).or_insert(0) += count;
         }
     }
 }
@@ -229,6 +237,20 @@ impl Runner {
             None
         } else {
             Some(usize::from(index) % self.model.orders.len())
+        }
+    }
+
+    /// A refund's order: the `index`-th (modulo their count) of the orders last seen captured,
+    /// so most refunds reach a channel; the `index`-th of all orders when none is captured (a
+    /// refund of an unpaid order, refused).
+    fn pick_refund(&self, index: u8) -> Option<usize> {
+        let captured: Vec<usize> = (0..self.model.orders.len())
+            .filter(|i| self.model.orders[*i].last_seen.is_some_and(Gw::captured))
+            .collect();
+        if captured.is_empty() {
+            self.pick(index)
+        } else {
+            Some(captured[usize::from(index) % captured.len()])
         }
     }
 
@@ -385,7 +407,7 @@ impl Runner {
     async fn step(&mut self, op: &Op, stats: &mut CaseStats) -> Result<(), Failure> {
         let now = self.now();
         let mut touched: Vec<usize> = Vec::new();
-        let mut reached = false;
+        let exchanges_before = self.sim.exchanges();
         self.hints.push(StepHint::default());
         match *op {
             Op::Create {
@@ -393,7 +415,6 @@ impl Runner {
                 method,
                 amount_minor,
             } => {
-                reached = true;
                 let undisturbed = !self.armed[&ch];
                 let hint = self.hints.last_mut().unwrap();
                 hint.ran = true;
@@ -512,7 +533,6 @@ impl Runner {
                 let Some(index) = self.pick(order) else {
                     return Ok(());
                 };
-                reached = true;
                 let (ch, id) = {
                     let o = &self.model.orders[index];
                     (o.ch, o.id.clone())
@@ -597,7 +617,6 @@ impl Runner {
                 let Some(index) = self.pick(order) else {
                     return Ok(());
                 };
-                reached = true;
                 let skew = self.model.skew_ms;
                 let id = self.model.orders[index].id.clone();
                 let reply = self
@@ -649,9 +668,10 @@ impl Runner {
                 touched.push(index);
             }
             Op::Refund { order, portion } => {
-                let Some(index) = self.pick(order) else {
+                let Some(index) = self.pick_refund(order) else {
                     return Ok(());
                 };
+                self.hints.last_mut().unwrap().order = Some(index);
                 let skew = self.model.skew_ms;
                 let (id, ch, amount, allowed, held, disturbed) = {
                     let o = &self.model.orders[index];
@@ -738,9 +758,6 @@ impl Runner {
                         ));
                     }
                 }
-                if reply.status != StatusCode::CONFLICT {
-                    reached = true;
-                }
                 if reply.status == StatusCode::CREATED {
                     let rid = answer["id"].as_str().unwrap_or_default().to_owned();
                     let disturbed_refund = !clean;
@@ -782,11 +799,9 @@ impl Runner {
             Op::Advance { ms } => {
                 self.hints.last_mut().unwrap().ran = true;
                 self.sim.advance_ms(ms).await;
-                reached = true;
                 touched.extend(0..self.model.orders.len());
             }
             Op::Protocol { ch, fault } => {
-                reached = true;
                 self.hints.last_mut().unwrap().ran = true;
                 if fault.on_notification() {
                     self.notify_faults.insert(ch);
@@ -835,18 +850,17 @@ impl Runner {
                 self.disturb(ch);
             }
             Op::Quiesce => {
-                reached = true;
                 self.hints.last_mut().unwrap().ran = true;
                 self.quiesce().await?;
             }
         }
+        self.sim.run_due().await;
         stats.ops += 1;
-        if reached {
+        if matches!(op, Op::Buyer { .. }) || self.sim.exchanges() > exchanges_before {
             stats.channel_ops += 1;
+            *stats.reached_mix.entry(op_kind(op)).or_insert(0) += 1;
         }
         *stats.mix.entry(op_kind(op)).or_insert(0) += 1;
-
-        self.sim.run_due().await;
         for ch in Ch::ALL {
             let armed = self.faults_armed(ch).await?;
             if armed || self.armed[&ch] {

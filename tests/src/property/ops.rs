@@ -250,6 +250,8 @@ pub enum Op {
     Close {
         order: u8,
     },
+    /// A refund of the `order`-th order last seen captured (modulo their count), or of the
+    /// `order`-th order when none is.
     Refund {
         order: u8,
         portion: Portion,
@@ -321,7 +323,7 @@ impl fmt::Debug for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "script (seed {}, simulator clock skew {} ms, {} ops; order#n is the n-th created order, modulo the count):",
+            "script (seed {}, simulator clock skew {} ms, {} ops; order#n is the n-th created order, modulo the count; a refund's, the n-th of those seen paid, if any):",
             self.seed,
             self.skew_ms,
             self.ops.len()

@@ -18,6 +18,8 @@ pub struct StepHint {
     pub error: Option<&'static str>,
     /// The amount a refund asked for, in fen (a `Rest` refund depends on the model).
     pub amount_minor: Option<i64>,
+    /// The order (by creation index) a refund went to (it depends on which orders were paid).
+    pub order: Option<usize>,
 }
 
 /// What the model knew on the run that found the failure.
@@ -284,7 +286,7 @@ pub fn to_scenario(seed: u64, skew_ms: i64, ops: &[Op], trace: &Trace) -> String
                 format!("close = {{ order = \"o{}\"{answer} }}", at + 1)
             }
             Op::Refund { order, portion } => {
-                let Some(at) = pick(order) else {
+                let Some(at) = hint.order.filter(|at| *at < orders.len()).or_else(|| pick(order)) else {
                     let _ = writeln!(
                         out,
                         "\n# op {number} ({op}): skipped by the suite, no order exists yet"
