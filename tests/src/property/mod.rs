@@ -1223,7 +1223,7 @@ fn no_case() -> Case {
 }
 
 /// Cases per batch: the unit of work the workers take from a shared queue.
-const BATCH_CASES: u32 = 16;
+const BATCH_CASES: u32 = 4;
 
 /// The seed of batch `batch` of a suite seeded `seed`: batch 0 runs on the suite's seed itself.
 fn batch_seed(seed: u64, batch: usize) -> u64 {
