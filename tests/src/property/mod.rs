@@ -1504,8 +1504,8 @@ fn without_op(case: &Case, index: usize) -> Option<Case> {
     })
 }
 
-/// The number of worker threads: `PAYSIM_PROPTEST_WORKERS` when set, else `default`. Fixed
-/// rather than taken from the machine, so the cases a seed generates do not depend on it.
+/// The number of worker threads: `PAYSIM_PROPTEST_WORKERS` when set, else `default` (the cases
+/// a seed generates never depend on it, see [`run_suite`]).
 pub fn workers_from_env(default: usize) -> usize {
     std::env::var("PAYSIM_PROPTEST_WORKERS")
         .ok()
