@@ -13,7 +13,6 @@ pub mod control;
 mod delivery;
 pub mod faults;
 mod money;
-mod private_keys;
 pub mod wechatpay;
 
 use std::sync::Arc;

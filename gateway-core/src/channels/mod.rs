@@ -4,5 +4,4 @@
 //! conversions).
 
 pub mod alipay;
-mod private_keys;
 pub mod wechatpay;

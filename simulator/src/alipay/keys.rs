@@ -11,10 +11,10 @@ use aws_lc_rs::signature::{
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use key_memo::Encoding;
 use rsa::pkcs1::{DecodeRsaPublicKey, EncodeRsaPublicKey};
 use rsa::pkcs8::DecodePublicKey;
 
-use crate::private_keys::{self, Encoding};
 use crate::SimulatorError;
 
 /// A private key that signs; `Debug` never shows it.
@@ -39,14 +39,14 @@ impl SigningKey {
         let (label, der) = decode_pem_or_base64(text).map_err(invalid)?;
         let pair = match label.as_deref() {
             Some("PRIVATE KEY") => {
-                private_keys::parse(Encoding::Pkcs8, &der).map_err(|e| invalid(e.to_string()))
+                key_memo::parse(Encoding::Pkcs8, &der).map_err(|e| invalid(e.to_string()))
             }
             Some("RSA PRIVATE KEY") => {
-                private_keys::parse(Encoding::Pkcs1, &der).map_err(|e| invalid(e.to_string()))
+                key_memo::parse(Encoding::Pkcs1, &der).map_err(|e| invalid(e.to_string()))
             }
             Some(other) => Err(invalid(format!("unexpected PEM label {other:?}"))),
-            None => private_keys::parse(Encoding::Pkcs8, &der)
-                .or_else(|_| private_keys::parse(Encoding::Pkcs1, &der))
+            None => key_memo::parse(Encoding::Pkcs8, &der)
+                .or_else(|_| key_memo::parse(Encoding::Pkcs1, &der))
                 .map_err(|e| invalid(format!("neither PKCS#8 nor PKCS#1: {e}"))),
         }?;
         Ok(Self { pair })

@@ -14,8 +14,9 @@ use rsa::pkcs8::der::pem;
 
 use std::sync::Arc;
 
+use key_memo::Encoding;
+
 use crate::channel::AdapterError;
-use crate::channels::private_keys::{self, Encoding};
 
 pub(super) const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -39,11 +40,11 @@ impl AppPrivateKey {
         let invalid = |why: &str| AdapterError::Invalid(format!("app private key: {why}"));
         let (label, der) = decode_pem_or_base64(text).map_err(|why| invalid(&why))?;
         let key_pair = match label.as_deref() {
-            Some("PRIVATE KEY") => private_keys::parse(Encoding::Pkcs8, &der),
-            Some("RSA PRIVATE KEY") => private_keys::parse(Encoding::Pkcs1, &der),
+            Some("PRIVATE KEY") => key_memo::parse(Encoding::Pkcs8, &der),
+            Some("RSA PRIVATE KEY") => key_memo::parse(Encoding::Pkcs1, &der),
             Some(other) => return Err(invalid(&format!("unexpected PEM label {other:?}"))),
-            None => private_keys::parse(Encoding::Pkcs8, &der)
-                .or_else(|_| private_keys::parse(Encoding::Pkcs1, &der)),
+            None => key_memo::parse(Encoding::Pkcs8, &der)
+                .or_else(|_| key_memo::parse(Encoding::Pkcs1, &der)),
         }
         .map_err(|rejected| invalid(&rejected.to_string()))?;
         Ok(AppPrivateKey {

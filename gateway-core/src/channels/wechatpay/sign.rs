@@ -19,10 +19,10 @@ use aws_lc_rs::signature::{
 use base64::Engine as _;
 use determinism::UnixMillis;
 use http::HeaderMap;
+use key_memo::Encoding;
 use rsa::pkcs8::der::pem;
 
 use crate::channel::AdapterError;
-use crate::channels::private_keys::{self, Encoding};
 
 pub(super) const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -66,8 +66,8 @@ impl MerchantPrivateKey {
             |why: &str| AdapterError::Invalid(format!("wechatpay merchant private key: {why}"));
         let (label, der) = decode_pem(text).map_err(|why| invalid(&why))?;
         let key_pair = match label.as_str() {
-            "PRIVATE KEY" => private_keys::parse(Encoding::Pkcs8, &der),
-            "RSA PRIVATE KEY" => private_keys::parse(Encoding::Pkcs1, &der),
+            "PRIVATE KEY" => key_memo::parse(Encoding::Pkcs8, &der),
+            "RSA PRIVATE KEY" => key_memo::parse(Encoding::Pkcs1, &der),
             other => return Err(invalid(&format!("unexpected PEM label {other:?}"))),
         }
         .map_err(|rejected| invalid(&rejected.to_string()))?;

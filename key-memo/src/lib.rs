@@ -1,9 +1,13 @@
 //! RSA private keys, parsed once per process.
 //!
 //! aws-lc-rs validates a private key as it parses it, which costs about as much as several
-//! signatures. A process that builds many adapters over the same keys — the scenario runner and
-//! the property suite build a gateway per scenario or case — parses each key once: parsed pairs
-//! are kept by their DER, the few most recently used only.
+//! signatures. The scenario runner and the property suite build a gateway and a simulator per
+//! scenario or case over the same keys; each key is parsed once: parsed pairs are kept by their
+//! DER, the few most recently used only.
+//!
+//! A primitive, like `aws-lc-rs` itself: the gateway's adapters and the mock channels both use
+//! it, and it knows nothing of either protocol (architecture invariant: the simulator shares no
+//! wire types or canonicalisation code with the gateway).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -12,7 +16,7 @@ use aws_lc_rs::signature::RsaKeyPair;
 
 /// How a private key's DER is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Encoding {
+pub enum Encoding {
     /// `PRIVATE KEY` (PKCS#8).
     Pkcs8,
     /// `RSA PRIVATE KEY` (PKCS#1).
@@ -30,7 +34,7 @@ struct Memo(Mutex<Vec<Parsed>>);
 static PARSED: Memo = Memo(Mutex::new(Vec::new()));
 
 /// The key pair `der` encodes; parsed (and validated) on its first use in this process.
-pub(crate) fn parse(encoding: Encoding, der: &[u8]) -> Result<Arc<RsaKeyPair>, KeyRejected> {
+pub fn parse(encoding: Encoding, der: &[u8]) -> Result<Arc<RsaKeyPair>, KeyRejected> {
     PARSED.parse(encoding, der)
 }
 
