@@ -976,18 +976,32 @@ impl Gateway {
     /// or failed is not taken on its word while the order is still open: the channel is
     /// queried and its answer applied, so a signed but conflicting notification (a
     /// `TRADE_CLOSED` for a trade that was paid) never gives up an order whose money moved.
-    /// Any other report — and closure reports for orders no longer open — apply as they are.
+    /// Likewise a payment of an order already closed or failed is booked as a late payment
+    /// only if the channel still says paid: a trade paid and then returned to the buyer (a
+    /// cancel or reverse of a paid payment-code trade) leaves nothing to book. Any other
+    /// report applies as it is.
     pub async fn apply_payment_report(
         &self,
         id: &OrderId,
         status: PaymentStatus,
     ) -> Result<Order, ServiceError> {
-        if matches!(status, PaymentStatus::Closed | PaymentStatus::Failed { .. }) {
-            let order = self.get_order(id).await?;
-            if order.state.is_open() {
-                tracing::info!(order = %id, "closure reported by a notification; confirming with a query");
-                return self.query_order(id, "notification").await;
+        let order = self.get_order(id).await?;
+        let confirm = match &status {
+            PaymentStatus::Closed | PaymentStatus::Failed { .. } => order.state.is_open(),
+            // A payment of a closed order would be booked as a late payment, but the trade
+            // may have been paid and returned since: an Alipay cancel of a paid trade refunds
+            // the buyer, a WeChat Pay reverse too, while the payment's notification is still
+            // being re-sent. The channel's answer now says which (a report of another amount
+            // is refused as it stands, with its alert).
+            PaymentStatus::Paid { amount, .. } => {
+                *amount == order.amount
+                    && matches!(order.state, OrderState::Closed | OrderState::Failed)
             }
+            PaymentStatus::Pending | PaymentStatus::NotFound => false,
+        };
+        if confirm {
+            tracing::info!(order = %id, state = order.state.as_str(), "a notification reports what the order's state does not expect; confirming with a query");
+            return self.query_order(id, "notification").await;
         }
         self.apply_payment(id, status, "notification").await
     }

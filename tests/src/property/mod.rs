@@ -966,7 +966,9 @@ impl Runner {
                         )));
                     }
                 } else if matches!(state, Gw::Closed | Gw::Failed) {
-                    *late.entry(ch).or_insert(0) += amount;
+                    // A late payment, less what the channel returned on its own (an Alipay
+                    // cancel of a paid payment-code trade refunds it in full).
+                    *late.entry(ch).or_insert(0) += amount - refunded_chan;
                 } else {
                     return Err(agreement(format!(
                         "order {id} is {} but its trade is paid ({trade_state})",

@@ -131,7 +131,9 @@ async fn refunding_late_payments() -> AlipaySim {
     .unwrap()
 }
 
-/// As above under the `refund` policy: the late payment is booked to suspense and, in the same
+/// As above under the `refund` policy: the notification of a payment of a closed order is
+/// confirmed first (`alipay.trade.query`: still TRADE_SUCCESS), then the late payment is
+/// booked to suspense and, in the same
 /// transaction, a refund of kind `late_payment` for the whole amount is created; it is sent
 /// to the mock at once (`alipay.trade.refund`), which refunds the trade in full
 /// (TRADE_CLOSED). Suspense and clearing are back to zero, and the order stays closed with
@@ -156,6 +158,7 @@ async fn a_payment_after_the_close_is_refunded_under_the_refund_policy() {
         [
             "+0 alipay.trade.precreate 10000",
             "+1000 alipay.trade.close 40004 ACQ.TRADE_NOT_EXIST",
+            "+2000 alipay.trade.query 10000",
             "+2000 alipay.trade.refund 10000",
         ]
     );
@@ -214,7 +217,7 @@ async fn a_payment_after_the_close_is_refunded_under_the_refund_policy() {
         ["ntf_1 payment #1 +2000 200 \"success\" accepted=true fault=-"]
     );
     assert_eq!(
-        exchange_lines(&sim).await[3..],
+        exchange_lines(&sim).await[4..],
         ["+1860000 alipay.trade.query 10000"]
     );
     assert_eq!(order(&sim, &id).await, after);
@@ -244,7 +247,10 @@ async fn a_refused_automatic_refund_leaves_the_late_payment_in_suspense() {
 
     assert_eq!(
         exchange_lines(&sim).await[2..],
-        ["+2000 alipay.trade.refund 40004 ACQ.SELLER_BALANCE_NOT_ENOUGH fault=error_code"]
+        [
+            "+2000 alipay.trade.query 10000",
+            "+2000 alipay.trade.refund 40004 ACQ.SELLER_BALANCE_NOT_ENOUGH fault=error_code"
+        ]
     );
     let after = order(&sim, &id).await;
     assert_eq!(after["state"], "closed");
@@ -260,7 +266,7 @@ async fn a_refused_automatic_refund_leaves_the_late_payment_in_suspense() {
     sim.advance_ms(3_600_000).await;
     assert_eq!(order(&sim, &id).await, after);
     assert_eq!(
-        exchange_lines(&sim).await[3..],
+        exchange_lines(&sim).await[4..],
         ["+1860000 alipay.trade.query 10000"]
     );
     assert_balances(&balances(&sim).await, &[(CLEARING, 1200), (SUSPENSE, 1200)]);
