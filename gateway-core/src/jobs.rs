@@ -163,19 +163,52 @@ fn schedule_poll(gateway: &Gateway, order: &Order, due_ms: UnixMillis) {
 
 /// How long after an order's original expiry a closed-but-never-seen order is queried once more.
 const LATE_CHECK_DELAY_MS: i64 = 60_000;
+/// Failed late checks of one order after which an operator is alerted (`late_check_failing`,
+/// once).
+const LATE_CHECK_FAILURES_BEFORE_ALERT: u32 = 12;
 
-/// One query of a closed order just after its original expiry (see `Gateway::close_order`): a
+/// A query of a closed order just after its original expiry (see `Gateway::close_order`): a
 /// payment the channel took after the close is then booked to suspense even if every
-/// notification was lost.
+/// notification was lost. A query without a verified answer (a timeout, a 5xx, an answer
+/// whose signature does not verify) proves nothing, so the check is tried again — a minute
+/// later, doubling up to an hour — and an operator is alerted once after
+/// [`LATE_CHECK_FAILURES_BEFORE_ALERT`] failures.
 pub fn schedule_late_check(gateway: &Gateway, order: &Order) {
+    let at_ms = order.expires_at_ms.saturating_add(LATE_CHECK_DELAY_MS);
+    schedule_late_check_at(gateway, order.id.clone(), at_ms, 0);
+}
+
+fn schedule_late_check_at(
+    gateway: &Gateway,
+    id: crate::ids::OrderId,
+    at_ms: UnixMillis,
+    failures: u32,
+) {
     let checker = gateway.clone();
-    let id = order.id.clone();
     gateway.scheduler().schedule_at(
-        order.expires_at_ms.saturating_add(LATE_CHECK_DELAY_MS),
+        at_ms,
         format!("order.late_check {id}"),
         job(move || async move {
-            if let Err(error) = checker.query_order(&id, "late_check").await {
-                tracing::info!(order = %id, %error, "late check query failed");
+            match checker.query_order(&id, "late_check").await {
+                Ok(_) | Err(ServiceError::NeedsReview(_) | ServiceError::OrderNotFound(_)) => {}
+                Err(error) => {
+                    let failures = failures.saturating_add(1);
+                    tracing::info!(order = %id, %error, failures, "late check query failed; retrying");
+                    if failures == LATE_CHECK_FAILURES_BEFORE_ALERT {
+                        let message = format!(
+                            "querying the closed order at its channel for a late payment failed {failures} times; last error: {error}"
+                        );
+                        if let Err(alert_error) =
+                            checker.raise_alert("late_check_failing", id.as_str(), message).await
+                        {
+                            tracing::warn!(order = %id, %alert_error, "raising the alert failed");
+                        }
+                    }
+                    let doublings = failures.saturating_sub(1).min(6);
+                    let wait = (LATE_CHECK_DELAY_MS << doublings).min(MAX_CLOSE_RETRY_MS);
+                    let retry_at = checker.now_ms().saturating_add(wait);
+                    schedule_late_check_at(&checker, id, retry_at, failures);
+                }
             }
         }),
     );
