@@ -58,11 +58,7 @@ fn schedule_expiry(
                         let message = format!(
                             "closing the order at its channel failed {failures} times ({source}); last error: {error}"
                         );
-                        if let Err(alert_error) =
-                            again.raise_alert("close_failing", id.as_str(), message).await
-                        {
-                            tracing::warn!(order = %id, %alert_error, "raising the alert failed");
-                        }
+                        alert(&again, "close_failing", &id, message).await;
                     }
                     let retry_at = again.now_ms().saturating_add(close_retry_delay(&again, failures));
                     schedule_expiry(&again, id, retry_at, source, failures);
@@ -70,6 +66,14 @@ fn schedule_expiry(
             }
         }),
     );
+}
+
+/// Raises an operator alert about a follow-up that keeps failing; a failure to store it is
+/// logged (the follow-up itself goes on).
+async fn alert(gateway: &Gateway, kind: &str, id: &crate::ids::OrderId, message: String) {
+    if let Err(alert_error) = gateway.raise_alert(kind, id.as_str(), message).await {
+        tracing::warn!(order = %id, %alert_error, kind, "raising the alert failed");
+    }
 }
 
 /// The wait before the next close attempt after `failures` failed ones: the poll schedule's
@@ -198,11 +202,7 @@ fn schedule_late_check_at(
                         let message = format!(
                             "querying the closed order at its channel for a late payment failed {failures} times; last error: {error}"
                         );
-                        if let Err(alert_error) =
-                            checker.raise_alert("late_check_failing", id.as_str(), message).await
-                        {
-                            tracing::warn!(order = %id, %alert_error, "raising the alert failed");
-                        }
+                        alert(&checker, "late_check_failing", &id, message).await;
                     }
                     let doublings = failures.saturating_sub(1).min(6);
                     let wait = (LATE_CHECK_DELAY_MS << doublings).min(MAX_CLOSE_RETRY_MS);
